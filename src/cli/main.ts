@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// Kinema command line: each subcommand lives in its own file and is registered here.
+import { Command } from 'commander';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program.name('kinema').description('Text-to-video diffusion engine (TypeScript → ONNX Runtime)').version('0.1.0');
+  return program;
+}
+
+const isMain = process.argv[1] !== undefined && /cli[\\/]main\.(ts|js)$/.test(process.argv[1]);
+if (isMain) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((err: unknown) => {
+      console.error(`kinema: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    });
+}
