@@ -1,0 +1,188 @@
+// Runs Programs with ONNX Runtime: emit once, cache the session by graph signature, feed host tensors.
+import { createHash } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { DType, HostData, Program, Shape } from './ir.js';
+import { numel } from './ir.js';
+import { emitOnnx } from './onnx/emit.js';
+
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+
+export interface HostTensor {
+  readonly dtype: DType;
+  readonly shape: Shape;
+  readonly data: HostData;
+}
+
+export function hostTensor(data: HostData, shape: Shape, dtype?: DType): HostTensor {
+  if (data.length !== numel(shape))
+    throw new Error(`tensor data has ${data.length} values but shape [${shape}] needs ${numel(shape)}`);
+  return { data, shape: [...shape], dtype: dtype ?? inferDType(data) };
+}
+
+function inferDType(data: HostData): DType {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof Uint16Array) return 'float16';
+  return 'uint8';
+}
+
+export interface CompileOptions {
+  readonly ep?: ExecutionProvider;
+  /** Weight values to bake in as initializers (by program input name). */
+  readonly initializers?: ReadonlyMap<string, HostData>;
+  readonly threads?: number;
+  /** Force external data (weights in a side file). Chosen automatically above ~1.5 GB of weights. */
+  readonly externalData?: boolean;
+  /** A key identifying the initializer values, so two weight sets never share a cached session. */
+  readonly weightsKey?: string;
+}
+
+const EXTERNAL_THRESHOLD = 1.5 * 1024 ** 3;
+
+/** A compiled program: an ORT session plus the program's input/output names. */
+export class Executable {
+  private constructor(
+    readonly program: Program,
+    private readonly session: ort.InferenceSession,
+    private readonly inputNames: readonly string[],
+  ) {}
+
+  static async create(program: Program, opts: CompileOptions = {}): Promise<Executable> {
+    const init = opts.initializers;
+    const inputNames = program.inputs
+      .filter((i) => !(i.role === 'weight' && init?.has(i.name)))
+      .map((i) => i.name);
+    const ep = opts.ep ?? 'cpu';
+    const so: ort.InferenceSession.SessionOptions = {
+      executionProviders: [ep],
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: opts.threads ?? 0,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+    };
+    const weightBytes = init ? [...init.values()].reduce((s, d) => s + d.byteLength, 0) : 0;
+    if (opts.externalData || weightBytes > EXTERNAL_THRESHOLD) {
+      const session = await createWithExternalData(program, init, so);
+      return new Executable(program, session, inputNames);
+    }
+    const bytes = emitOnnx(program, init ? { initializers: init } : {});
+    const session = await ort.InferenceSession.create(bytes, so);
+    return new Executable(program, session, inputNames);
+  }
+
+  /** Input names the caller must feed (weights baked in as initializers are not among them). */
+  get feeds(): readonly string[] {
+    return this.inputNames;
+  }
+
+  async run(feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const name of this.inputNames) {
+      const t = feeds[name];
+      if (!t) throw new Error(`missing input '${name}'`);
+      const spec = this.program.inputs.find((i) => i.name === name)!;
+      if (t.shape.join() !== spec.v.shape.join() || t.dtype !== spec.v.dtype) {
+        throw new Error(
+          `input '${name}': expected ${spec.v.dtype}[${spec.v.shape}], got ${t.dtype}[${t.shape}]`,
+        );
+      }
+      if (t.dtype === 'bfloat16')
+        throw new Error(`input '${name}': bfloat16 tensors must be cast to float32 on the host`);
+      ortFeeds[name] = new ort.Tensor(t.dtype, t.data as ort.Tensor.DataType, [...t.shape]);
+    }
+    const results = await this.session.run(ortFeeds);
+    const out: Record<string, HostTensor> = {};
+    for (const o of this.program.outputs) {
+      const r = results[o.name];
+      if (!r) throw new Error(`runtime produced no output '${o.name}'`);
+      out[o.name] = { dtype: o.atom.dtype, shape: [...r.dims], data: r.data as HostData };
+      r.dispose();
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+async function createWithExternalData(
+  program: Program,
+  init: ReadonlyMap<string, HostData> | undefined,
+  so: ort.InferenceSession.SessionOptions,
+): Promise<ort.InferenceSession> {
+  const dir = mkdtempSync(join(tmpdir(), 'kinema-onnx-'));
+  try {
+    const fd = openSync(join(dir, 'weights.bin'), 'w');
+    let offset = 0;
+    let bytes: Uint8Array;
+    try {
+      bytes = emitOnnx(program, {
+        ...(init ? { initializers: init } : {}),
+        externalDataFile: {
+          location: 'weights.bin',
+          write: (b) => {
+            const at = offset;
+            writeSync(fd, b, 0, b.length, at);
+            offset += b.length;
+            const padTo = Math.ceil(offset / 64) * 64; // keep each tensor 64-byte aligned
+            if (padTo > offset) writeSync(fd, new Uint8Array(padTo - offset), 0, padTo - offset, offset);
+            offset = padTo;
+            return at;
+          },
+        },
+      });
+    } finally {
+      closeSync(fd);
+    }
+    const modelPath = join(dir, 'model.onnx');
+    writeFileSync(modelPath, bytes);
+    return await ort.InferenceSession.create(modelPath, so);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const cache = new Map<string, Promise<Executable>>();
+
+/** Structural signature of a program (equations, shapes, params, literal values). */
+export function programSignature(program: Program): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify(program.inputs.map((i) => [i.name, i.role, i.v.id, i.v.shape, i.v.dtype])));
+  for (const e of program.eqns) {
+    h.update(JSON.stringify([e.prim, e.params, e.outputs.map((o) => [o.id, o.shape, o.dtype])]));
+    for (const a of e.inputs) {
+      h.update(`${a.kind}${a.id}`);
+      if (a.kind === 'lit') h.update(new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength));
+    }
+  }
+  h.update(JSON.stringify(program.outputs.map((o) => [o.name, o.atom.id])));
+  return h.digest('hex');
+}
+
+/** Compiles (or returns the cached session for) a program with the given options. */
+export function compile(program: Program, opts: CompileOptions = {}): Promise<Executable> {
+  const key = [
+    programSignature(program),
+    opts.ep ?? 'cpu',
+    opts.weightsKey ?? (opts.initializers ? 'anon' : 'none'),
+    opts.threads ?? 0,
+  ].join('|');
+  if (opts.initializers && !opts.weightsKey) return Executable.create(program, opts); // no key: cannot share safely
+  let hit = cache.get(key);
+  if (!hit) {
+    hit = Executable.create(program, opts);
+    cache.set(key, hit);
+    hit.catch(() => cache.delete(key));
+  }
+  return hit;
+}
+
+export function clearSessionCache(): void {
+  cache.clear();
+}

@@ -1,0 +1,49 @@
+// Multi-head attention with diffusers' parameter names (to_q, to_k, to_v, to_out.0).
+import type { Tensor } from '../engine/tensor.js';
+import * as op from '../engine/ops.js';
+import { Module, ModuleList } from './module.js';
+import { Linear } from './layers.js';
+
+export interface AttentionConfig {
+  queryDim: number;
+  crossAttentionDim?: number;
+  heads: number;
+  dimHead: number;
+  bias?: boolean;
+  outBias?: boolean;
+}
+
+export class Attention extends Module {
+  readonly heads: number;
+  readonly dimHead: number;
+  readonly toQ: Linear;
+  readonly toK: Linear;
+  readonly toV: Linear;
+  readonly toOut: ModuleList<Linear>;
+  constructor(cfg: AttentionConfig) {
+    super();
+    const inner = cfg.heads * cfg.dimHead;
+    const kvDim = cfg.crossAttentionDim ?? cfg.queryDim;
+    this.heads = cfg.heads;
+    this.dimHead = cfg.dimHead;
+    this.toQ = this.child('to_q', new Linear(cfg.queryDim, inner, cfg.bias ?? false));
+    this.toK = this.child('to_k', new Linear(kvDim, inner, cfg.bias ?? false));
+    this.toV = this.child('to_v', new Linear(kvDim, inner, cfg.bias ?? false));
+    this.toOut = this.child('to_out', new ModuleList([new Linear(inner, cfg.queryDim, cfg.outBias ?? true)]));
+  }
+
+  /** x [B, L, queryDim], context [B, S, kvDim] (self-attention when absent), optional additive mask [.., L, S]. */
+  forward(x: Tensor, context?: Tensor, mask?: Tensor): Tensor {
+    const ctx = context ?? x;
+    const [b, l] = x.shape as [number, number];
+    const s = ctx.shape[1]!;
+    const split = (t: Tensor, len: number): Tensor =>
+      op.transpose(op.reshape(t, [b, len, this.heads, this.dimHead]), [0, 2, 1, 3]);
+    const q = split(this.toQ.forward(x), l);
+    const k = split(this.toK.forward(ctx), s);
+    const v = split(this.toV.forward(ctx), s);
+    const o = op.attention(q, k, v, mask ? { mask } : {});
+    const merged = op.reshape(op.transpose(o, [0, 2, 1, 3]), [b, l, this.heads * this.dimHead]);
+    return this.toOut.at(0).forward(merged);
+  }
+}
