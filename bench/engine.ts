@@ -20,7 +20,16 @@ import type { VideoBlockConfig } from './video_block.js';
 const args = process.argv.slice(2);
 const threads = Number(args[args.indexOf('--threads') + 1] ?? 0) || 2;
 const quick = args.includes('--quick');
-const BLOCK: VideoBlockConfig = { c: 128, heads: 8, ctxDim: 256, tembDim: 512, frames: 16, batch: 2, hw: 16, ctxLen: 77 };
+const BLOCK: VideoBlockConfig = {
+  c: 128,
+  heads: 8,
+  ctxDim: 256,
+  tembDim: 512,
+  frames: 16,
+  batch: 2,
+  hw: 16,
+  ctxLen: 77,
+};
 
 interface Workload {
   name: string;
@@ -32,15 +41,40 @@ interface Workload {
 
 const workloads: Workload[] = [
   { name: 'matmul 1024³', kind: 'matmul', n: 1024, flops: 2 * 1024 ** 3, target: 1.0 },
-  { name: 'conv3x3 N16·C128·32²', kind: 'conv', n: 16, c: 128, hw: 32, flops: 2 * 16 * 128 * 128 * 9 * 32 * 32, target: 1.0 },
-  { name: 'attention 64×(256×64)', kind: 'attention', b: 64, l: 256, d: 64, flops: 2 * 2 * 64 * 256 * 256 * 64, target: 1.0 },
+  {
+    name: 'conv3x3 N16·C128·32²',
+    kind: 'conv',
+    n: 16,
+    c: 128,
+    hw: 32,
+    flops: 2 * 16 * 128 * 128 * 9 * 32 * 32,
+    target: 1.0,
+  },
+  {
+    name: 'attention 64×(256×64)',
+    kind: 'attention',
+    b: 64,
+    l: 256,
+    d: 64,
+    flops: 2 * 2 * 64 * 256 * 256 * 64,
+    target: 1.0,
+  },
   { name: 'video block fwd', kind: 'video_block', ...blockArgs(), target: 2.0 },
   { name: 'video block fwd+bwd', kind: 'video_block_train', ...blockArgs(), target: 0.8 },
 ];
 
 function blockArgs() {
   const b = BLOCK;
-  return { c: b.c, heads: b.heads, ctx_dim: b.ctxDim, temb_dim: b.tembDim, frames: b.frames, batch: b.batch, hw: b.hw, ctx_len: b.ctxLen };
+  return {
+    c: b.c,
+    heads: b.heads,
+    ctx_dim: b.ctxDim,
+    temb_dim: b.tembDim,
+    frames: b.frames,
+    batch: b.batch,
+    hw: b.hw,
+    ctx_len: b.ctxLen,
+  };
 }
 
 function randn(shape: number[], seed: number): HostTensor {
@@ -48,7 +82,11 @@ function randn(shape: number[], seed: number): HostTensor {
   return hostTensor(new Generator(seed).normal(n), shape);
 }
 
-async function timeit(fn: () => Promise<unknown>, minTime = quick ? 0.5 : 2.0, maxRuns = 20): Promise<number> {
+async function timeit(
+  fn: () => Promise<unknown>,
+  minTime = quick ? 0.5 : 2.0,
+  maxRuns = 20,
+): Promise<number> {
   for (let i = 0; i < 2; i++) await fn();
   const times: number[] = [];
   const start = performance.now();
@@ -67,18 +105,33 @@ async function kinemaWorkload(w: Workload): Promise<() => Promise<unknown>> {
   switch (w.kind) {
     case 'matmul': {
       const n = w['n'] as number;
-      const p = trace((a, b) => op.matmul(a!, b!), [{ name: 'a', shape: [n, n] }, { name: 'b', shape: [n, n] }]);
+      const p = trace(
+        (a, b) => op.matmul(a!, b!),
+        [
+          { name: 'a', shape: [n, n] },
+          { name: 'b', shape: [n, n] },
+        ],
+      );
       return run(await compile(p, opts), { a: randn([n, n], 1), b: randn([n, n], 2) });
     }
     case 'conv': {
       const [n, c, hw] = [w['n'], w['c'], w['hw']] as number[];
       const shape = [n!, c!, hw!, hw!];
-      const p = trace((x, k) => op.conv(x!, k!, { pads: [1, 1, 1, 1] }), [{ name: 'x', shape }, { name: 'w', shape: [c!, c!, 3, 3] }]);
+      const p = trace(
+        (x, k) => op.conv(x!, k!, { pads: [1, 1, 1, 1] }),
+        [
+          { name: 'x', shape },
+          { name: 'w', shape: [c!, c!, 3, 3] },
+        ],
+      );
       return run(await compile(p, opts), { x: randn(shape, 1), w: randn([c!, c!, 3, 3], 2) });
     }
     case 'attention': {
       const shape = [w['b'], w['l'], w['d']] as number[];
-      const p = trace((q, k, v) => op.attention(q!, k!, v!), ['q', 'k', 'v'].map((name) => ({ name, shape })));
+      const p = trace(
+        (q, k, v) => op.attention(q!, k!, v!),
+        ['q', 'k', 'v'].map((name) => ({ name, shape })),
+      );
       return run(await compile(p, opts), { q: randn(shape, 1), k: randn(shape, 2), v: randn(shape, 3) });
     }
     default:
@@ -96,7 +149,11 @@ async function videoBlockWorkload(train: boolean): Promise<() => Promise<unknown
     { name: 'temb', shape: [n, BLOCK.tembDim] },
     { name: 'ctx', shape: [n, BLOCK.ctxLen, BLOCK.ctxDim] },
   ];
-  const feeds: Record<string, HostTensor> = { x: randn(xShape, 1), temb: randn([n, BLOCK.tembDim], 2), ctx: randn([n, BLOCK.ctxLen, BLOCK.ctxDim], 3) };
+  const feeds: Record<string, HostTensor> = {
+    x: randn(xShape, 1),
+    temb: randn([n, BLOCK.tembDim], 2),
+    ctx: randn([n, BLOCK.ctxLen, BLOCK.ctxDim], 3),
+  };
   if (!train) {
     const p = trace((x, t, c) => block.forward(x!, t!, c!), specs);
     const exe = await compile(p, { threads, initializers: bindWeights(p, sd), weightsKey: 'bench' });
@@ -109,7 +166,8 @@ async function videoBlockWorkload(train: boolean): Promise<() => Promise<unknown
   );
   const exe = await compile(p, { threads });
   const all: Record<string, HostTensor> = { ...feeds, r };
-  for (const inp of p.inputs) if (inp.role === 'weight') all[inp.name] = hostTensor(sd.get(inp.name)!, inp.v.shape);
+  for (const inp of p.inputs)
+    if (inp.role === 'weight') all[inp.name] = hostTensor(sd.get(inp.name)!, inp.v.shape);
   return () => exe.run(all);
 }
 
@@ -118,19 +176,33 @@ function ensureTorch(): string {
   const ok = existsSync(py) && spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
   if (!ok) {
     console.error('installing the PyTorch peer (Debian python3-torch, libopenblas0-openmp)…');
-    execFileSync('apt-get', ['install', '-y', '-qq', 'python3-torch', 'libopenblas0-openmp'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    execFileSync('apt-get', ['install', '-y', '-qq', 'python3-torch', 'libopenblas0-openmp'], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
   }
   return py;
 }
 
 function torchResults(py: string): Map<string, number> {
-  const env = { ...process.env, OPENBLAS_CORETYPE: 'Cooperlake', OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
+  const env = {
+    ...process.env,
+    OPENBLAS_CORETYPE: 'Cooperlake',
+    OMP_NUM_THREADS: String(threads),
+    OPENBLAS_NUM_THREADS: String(threads),
+  };
   const input = JSON.stringify(workloads.map((w) => ({ ...w, name: w.name })));
-  const out = execFileSync(py, [join(import.meta.dirname, 'peer_torch.py')], { input, env, encoding: 'utf8', maxBuffer: 1 << 24 });
+  const out = execFileSync(py, [join(import.meta.dirname, 'peer_torch.py')], {
+    input,
+    env,
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   const res = new Map<string, number>();
   for (const line of out.trim().split('\n')) {
     const j = JSON.parse(line) as { name?: string; seconds?: number; torch?: string };
-    if (j.torch) console.log(`peer: torch ${j.torch}, ${threads} threads (OpenBLAS, OPENBLAS_CORETYPE=Cooperlake)`);
+    if (j.torch)
+      console.log(`peer: torch ${j.torch}, ${threads} threads (OpenBLAS, OPENBLAS_CORETYPE=Cooperlake)`);
     if (j.name && j.seconds !== undefined) res.set(j.name, j.seconds);
   }
   return res;
@@ -139,16 +211,25 @@ function torchResults(py: string): Map<string, number> {
 function measurePeak(): number | null {
   const dir = mkdtempSync(join(tmpdir(), 'kinema-peak-'));
   const bin = join(dir, 'peak');
-  const cc = spawnSync('gcc', ['-O2', '-mavx512f', '-mfma', '-pthread', join(import.meta.dirname, 'peak_flops.c'), '-o', bin], { stdio: 'ignore' });
+  const cc = spawnSync(
+    'gcc',
+    ['-O2', '-mavx512f', '-mfma', '-pthread', join(import.meta.dirname, 'peak_flops.c'), '-o', bin],
+    { stdio: 'ignore' },
+  );
   if (cc.status !== 0) return null;
   const out = execFileSync(bin, [String(threads)], { encoding: 'utf8' });
-  const rows = out.trim().split('\n').map((l) => JSON.parse(l) as { threads: number; gflops: number });
+  const rows = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { threads: number; gflops: number });
   return rows.find((r) => r.threads === threads)?.gflops ?? null;
 }
 
 async function main(): Promise<void> {
   const peak = measurePeak();
-  console.log(`machine fp32 peak (bench/peak_flops.c: 12 independent AVX-512 FMA chains per thread, ${threads} threads): ${peak?.toFixed(1) ?? 'n/a'} GFLOP/s`);
+  console.log(
+    `machine fp32 peak (bench/peak_flops.c: 12 independent AVX-512 FMA chains per thread, ${threads} threads): ${peak?.toFixed(1) ?? 'n/a'} GFLOP/s`,
+  );
   const torch = torchResults(ensureTorch());
   const rows: string[][] = [];
   for (const w of workloads) {
@@ -158,9 +239,29 @@ async function main(): Promise<void> {
     const gf = (s: number) => (w.flops ? (w.flops / s / 1e9).toFixed(1) : '');
     const ratio = t / k;
     const pct = w.flops && peak ? `${((100 * w.flops) / k / 1e9 / peak).toFixed(0)}%` : '';
-    rows.push([w.name, (t * 1000).toFixed(1), (k * 1000).toFixed(1), ratio.toFixed(2), `≥ ${w.target.toFixed(1)}`, ratio >= w.target ? 'yes' : 'NO', gf(t), gf(k), pct]);
+    rows.push([
+      w.name,
+      (t * 1000).toFixed(1),
+      (k * 1000).toFixed(1),
+      ratio.toFixed(2),
+      `≥ ${w.target.toFixed(1)}`,
+      ratio >= w.target ? 'yes' : 'NO',
+      gf(t),
+      gf(k),
+      pct,
+    ]);
   }
-  const head = ['workload', 'torch ms', 'kinema ms', 'torch/kinema', 'target', 'met', 'torch GFLOP/s', 'kinema GFLOP/s', 'kinema % of peak'];
+  const head = [
+    'workload',
+    'torch ms',
+    'kinema ms',
+    'torch/kinema',
+    'target',
+    'met',
+    'torch GFLOP/s',
+    'kinema GFLOP/s',
+    'kinema % of peak',
+  ];
   console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);
 }

@@ -31,7 +31,10 @@ class TransformerBlock extends Module {
     this.attn1 = this.child('attn1', new Attention({ queryDim: dim, heads, dimHead: dim / heads }));
     if (ctxDim !== null) {
       this.norm2 = this.child('norm2', new LayerNorm(dim));
-      this.attn2 = this.child('attn2', new Attention({ queryDim: dim, crossAttentionDim: ctxDim, heads, dimHead: dim / heads }));
+      this.attn2 = this.child(
+        'attn2',
+        new Attention({ queryDim: dim, crossAttentionDim: ctxDim, heads, dimHead: dim / heads }),
+      );
     }
     this.norm3 = this.child('norm3', new LayerNorm(dim));
     this.ffIn = this.child('ff_in', new Linear(dim, dim * 8));
@@ -81,14 +84,22 @@ export class VideoDownBlock extends Module {
     const [n, c, hh, ww] = x.shape as [number, number, number, number];
     const f = this.cfg.frames;
     const b = n / f;
-    const h = op.add(this.c1.forward(op.silu(this.n1.forward(x))), op.reshape(this.temb.forward(op.silu(temb)), [n, c, 1, 1]));
+    const h = op.add(
+      this.c1.forward(op.silu(this.n1.forward(x))),
+      op.reshape(this.temb.forward(op.silu(temb)), [n, c, 1, 1]),
+    );
     let y = op.add(x, this.c2.forward(op.silu(this.n2.forward(h))));
     // Spatial transformer over the H·W tokens of each frame.
     let s = op.reshape(op.transpose(this.sn.forward(y), [0, 2, 3, 1]), [n, hh * ww, c]);
     s = this.sout.forward(this.sblock.forward(this.sin.forward(s), ctx));
     y = op.add(y, op.transpose(op.reshape(s, [n, hh, ww, c]), [0, 3, 1, 2]));
     // Temporal transformer over the frames of each spatial position.
-    const yt = op.reshape(op.transpose(op.reshape(y, [b, f, c, hh, ww]), [0, 2, 1, 3, 4]), [b, c, f, hh * ww]);
+    const yt = op.reshape(op.transpose(op.reshape(y, [b, f, c, hh, ww]), [0, 2, 1, 3, 4]), [
+      b,
+      c,
+      f,
+      hh * ww,
+    ]);
     let t = op.reshape(op.transpose(this.tn.forward(yt), [0, 3, 2, 1]), [b * hh * ww, f, c]);
     t = this.tout.forward(this.tblock.forward(this.tin.forward(t)));
     const back = op.reshape(op.transpose(op.reshape(t, [b, hh, ww, f, c]), [0, 3, 4, 1, 2]), [n, c, hh, ww]);

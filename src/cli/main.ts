@@ -4,7 +4,10 @@ import { Command } from 'commander';
 
 export function buildProgram(): Command {
   const program = new Command();
-  program.name('kinema').description('Text-to-video diffusion engine (TypeScript → ONNX Runtime)').version('0.1.0');
+  program
+    .name('kinema')
+    .description('Text-to-video diffusion engine (TypeScript → ONNX Runtime)')
+    .version('0.1.0');
   return program;
 }
 
