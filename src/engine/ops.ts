@@ -247,15 +247,45 @@ export function full(shape: Shape, value: number, dtype: DType = 'float32'): Ten
 }
 export { constant, scalar };
 
-/** Scaled dot-product attention over [..., L, D] queries and [..., S, D] keys/values. */
+/**
+ * Multi-head attention on packed heads: q [B, L, H·D], k/v [B, S, H·D] → [B, L, H·Dv]; `bias` is an additive
+ * mask broadcastable to [B, H, L, S] (given as rank 4). One fused kernel on ONNX Runtime.
+ */
+export function multiHeadAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  heads: number,
+  opts: { scale?: number; bias?: Tensor } = {},
+): Tensor {
+  const scale = opts.scale ?? 1 / Math.sqrt(q.shape[2]! / heads);
+  return bind1('mha', opts.bias ? [q, k, v, opts.bias] : [q, k, v], { heads, scale });
+}
+
+/** Scaled dot-product attention over [..., L, D] queries and [..., S, D] keys/values (one head per leading index). */
 export function attention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
   opts: { scale?: number; mask?: Tensor } = {},
 ): Tensor {
-  const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.rank - 1]!);
-  let scores = matmul(mul(q, scale), swapLast(k));
-  if (opts.mask) scores = add(scores, opts.mask);
-  return matmul(softmax(scores, -1), v);
+  const lead = q.shape.slice(0, -2);
+  const n = numel(lead);
+  const [l, d] = q.shape.slice(-2) as [number, number];
+  const s = k.shape[k.rank - 2]!;
+  const flat = (t: Tensor): Tensor => reshape(t, [n, t.shape[t.rank - 2]!, t.shape[t.rank - 1]!]);
+  let bias: Tensor | undefined;
+  if (opts.mask) {
+    const m = opts.mask;
+    const full =
+      m.rank <= 2 || numel(m.shape.slice(0, -2)) === 1
+        ? reshape(m, [1, 1, m.shape[m.rank - 2] ?? 1, s])
+        : reshape(expand(m, [...lead, l, s]), [n, 1, l, s]);
+    bias = full.shape[2] === l ? full : expand(full, [full.shape[0]!, 1, l, s]);
+  }
+  const out = multiHeadAttention(flat(q), flat(k), flat(v), 1, {
+    scale: opts.scale ?? 1 / Math.sqrt(d),
+    ...(bias ? { bias } : {}),
+  });
+  return reshape(out, [...lead, l, v.shape[v.rank - 1]!]);
 }

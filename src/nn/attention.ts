@@ -32,18 +32,16 @@ export class Attention extends Module {
     this.toOut = this.child('to_out', new ModuleList([new Linear(inner, cfg.queryDim, cfg.outBias ?? true)]));
   }
 
-  /** x [B, L, queryDim], context [B, S, kvDim] (self-attention when absent), optional additive mask [.., L, S]. */
-  forward(x: Tensor, context?: Tensor, mask?: Tensor): Tensor {
+  /** x [B, L, queryDim], context [B, S, kvDim] (self-attention when absent), optional additive bias [B|1, H|1, L, S]. */
+  forward(x: Tensor, context?: Tensor, bias?: Tensor): Tensor {
     const ctx = context ?? x;
-    const [b, l] = x.shape as [number, number];
-    const s = ctx.shape[1]!;
-    const split = (t: Tensor, len: number): Tensor =>
-      op.transpose(op.reshape(t, [b, len, this.heads, this.dimHead]), [0, 2, 1, 3]);
-    const q = split(this.toQ.forward(x), l);
-    const k = split(this.toK.forward(ctx), s);
-    const v = split(this.toV.forward(ctx), s);
-    const o = op.attention(q, k, v, mask ? { mask } : {});
-    const merged = op.reshape(op.transpose(o, [0, 2, 1, 3]), [b, l, this.heads * this.dimHead]);
-    return this.toOut.at(0).forward(merged);
+    const o = op.multiHeadAttention(
+      this.toQ.forward(x),
+      this.toK.forward(ctx),
+      this.toV.forward(ctx),
+      this.heads,
+      bias ? { bias } : {},
+    );
+    return this.toOut.at(0).forward(o);
   }
 }

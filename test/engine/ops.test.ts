@@ -228,3 +228,22 @@ test('op attention', async () => {
 test('op cast round trip through float16', async () => {
   await checkOp('cast_f16', (x) => op.cast(op.cast(x, 'float16'), 'float32'), [[4, 4]], { grad: false });
 });
+test('op multi-head attention (packed heads, with and without bias)', async () => {
+  await checkOp('mha', (q, k, v) => op.multiHeadAttention(q, k, v, 2), [
+    [2, 3, 8],
+    [2, 5, 8],
+    [2, 5, 6],
+  ]);
+  await checkOp('mha_bias', (q, k, v, b) => op.multiHeadAttention(q, k, v, 2, { bias: b }), [
+    [2, 3, 8],
+    [2, 5, 8],
+    [2, 5, 8],
+    [1, 2, 3, 5],
+  ]);
+  await checkOp('attention_mask', (q, k, v, m) => op.attention(q, k, v, { mask: m }), [
+    [2, 3, 4],
+    [2, 5, 4],
+    [2, 5, 4],
+    [3, 5],
+  ]);
+});

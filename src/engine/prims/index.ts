@@ -3,3 +3,4 @@ import './elementwise.js';
 import './shape.js';
 import './linalg.js';
 import './conv.js';
+import './attention.js';
