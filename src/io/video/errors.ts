@@ -1,0 +1,42 @@
+/** Error codes for video reading and writing; each names what went wrong with the file at `path`. */
+export type VideoErrorCode =
+  'NOT_FOUND' | 'UNREADABLE' | 'EMPTY' | 'CORRUPT' | 'TRUNCATED' | 'UNSUPPORTED' | 'BAD_FRAME';
+
+export class VideoError extends Error {
+  readonly code: VideoErrorCode;
+  readonly path: string;
+
+  constructor(code: VideoErrorCode, path: string, message: string, options?: { cause?: unknown }) {
+    super(`${path}: ${message}`, options);
+    this.name = 'VideoError';
+    this.code = code;
+    this.path = path;
+  }
+}
+
+/** Checks that `rgb` is one RGB24 frame of `width`×`height`; throws BAD_FRAME otherwise. */
+export function checkRgbFrame(rgb: Uint8Array, width: number, height: number, path: string): void {
+  if (!(rgb instanceof Uint8Array)) {
+    throw new VideoError('BAD_FRAME', path, 'frame is not a Uint8Array');
+  }
+  const expected = width * height * 3;
+  if (rgb.length !== expected) {
+    throw new VideoError(
+      'BAD_FRAME',
+      path,
+      `frame has ${rgb.length} bytes, expected ${expected} (RGB24 ${width}x${height})`,
+    );
+  }
+}
+
+/** Maps a Node file-system error to a VideoError (NOT_FOUND, UNREADABLE), or returns null for other errors. */
+export function fsErrorToVideoError(err: unknown, path: string): VideoError | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') {
+    return new VideoError('NOT_FOUND', path, 'no such file or folder', { cause: err });
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' || code === 'ELOOP') {
+    return new VideoError('UNREADABLE', path, `cannot be read (${String(code)})`, { cause: err });
+  }
+  return null;
+}
