@@ -1,0 +1,3 @@
+import { schedulerParitySuite } from './parity_suite.js';
+
+schedulerParitySuite('ddpm');
