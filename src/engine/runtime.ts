@@ -128,7 +128,8 @@ async function createWithExternalData(
           location: 'weights.bin',
           write: (b) => {
             const at = offset;
-            for (let done = 0; done < b.length; ) done += writeSync(fd, b, done, Math.min(b.length - done, 1 << 30), at + done);
+            for (let done = 0; done < b.length;)
+              done += writeSync(fd, b, done, Math.min(b.length - done, 1 << 30), at + done);
             offset += b.length;
             const padTo = Math.ceil(offset / 64) * 64; // keep each tensor 64-byte aligned
             if (padTo > offset) writeSync(fd, new Uint8Array(padTo - offset), 0, padTo - offset, offset);

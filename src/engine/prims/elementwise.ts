@@ -101,6 +101,47 @@ export function erf(x: number): number {
   return Math.sign(x) * (1 - erfc);
 }
 
+/** GELU as one primitive (ORT's fused Gelu / FastGelu kernels); exact (erf) or the tanh approximation. */
+const GELU_C = Math.sqrt(2 / Math.PI);
+function geluHost(x: number, tanhApprox: boolean): number {
+  return tanhApprox
+    ? 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)))
+    : 0.5 * x * (1 + erf(x * Math.SQRT1_2));
+}
+definePrimitive({
+  name: 'gelu',
+  infer: (inputs) => sameAval(inputs),
+  lower: ({ inputs, outputs, params, sink }) =>
+    sink.node(params['approximate'] === 'tanh' ? 'FastGelu' : 'Gelu', inputs, outputs, {}, 'com.microsoft'),
+  evaluate([x], p, [out]) {
+    const tanhApprox = p['approximate'] === 'tanh';
+    return [
+      fromF64(
+        toF64(x!.data, x!.dtype).map((v) => geluHost(v, tanhApprox)),
+        out!.dtype,
+      ),
+    ];
+  },
+  vjp({ inputs, cotangents, params }) {
+    const x = inputs[0]!;
+    const g = cotangents[0]!;
+    if (params['approximate'] === 'tanh') {
+      // d/dx [0.5x(1 + tanh(u))], u = c(x + 0.044715x³)
+      const t = op.tanh(op.mul(op.add(x, op.mul(op.mul(op.mul(x, x), x), 0.044715)), GELU_C));
+      const du = op.mul(op.add(op.mul(op.mul(x, x), 3 * 0.044715), 1), GELU_C);
+      const d = op.add(
+        op.mul(op.add(t, 1), 0.5),
+        op.mul(op.mul(op.mul(x, 0.5), op.sub(1, op.mul(t, t))), du),
+      );
+      return [op.mul(g, d)];
+    }
+    // d/dx [x Φ(x)] = Φ(x) + x φ(x)
+    const cdf = op.mul(op.add(op.erf(op.mul(x, Math.SQRT1_2)), 1), 0.5);
+    const pdf = op.mul(op.exp(op.mul(op.mul(x, x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+    return [op.mul(g, op.add(cdf, op.mul(x, pdf)))];
+  },
+});
+
 function binaryInfer(name: string, outDtype?: DType) {
   return (inputs: readonly AbstractValue[]): AbstractValue[] => {
     const [a, b] = inputs;
