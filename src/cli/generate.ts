@@ -1,0 +1,151 @@
+// `kinema generate "prompt"`: text-to-video from a diffusers-layout model folder (default: the shipped model).
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { TextToVideoPipeline } from '../pipelines/text_to_video.js';
+import type { TextToVideoOptions } from '../pipelines/text_to_video.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import { formatFromPath, writeVideo } from '../io/video/index.js';
+import type { VideoFormat } from '../io/video/index.js';
+import { hostTensor } from '../engine/runtime.js';
+import { Progress } from './progress.js';
+
+export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
+
+function int(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${v}'`);
+    return n;
+  };
+}
+function num(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
+    return n;
+  };
+}
+
+interface GenerateFlags {
+  model?: string;
+  output: string;
+  negative: string;
+  frames: number;
+  height?: number;
+  width?: number;
+  steps: number;
+  guidance: number;
+  seed: number;
+  fps: number;
+  scheduler?: 'ddim' | 'ddpm' | 'dpm';
+  format?: VideoFormat;
+  latents?: string;
+  variant?: 'fp16' | 'bf16';
+}
+
+/** Reads `--latents file.safetensors`: a tensor named `latents` of shape [1, C, frames, h, w]. */
+export function readLatentsFile(path: string) {
+  const f = SafetensorsFile.open(path);
+  try {
+    if (!f.has('latents'))
+      throw new Error(`${path}: no tensor named 'latents' (found: ${f.names().join(', ') || 'none'})`);
+    const shape = f.info('latents').shape;
+    if (shape.length !== 5 || shape[0] !== 1)
+      throw new Error(`${path}: 'latents' must have shape [1, C, frames, h, w], got [${shape}]`);
+    return hostTensor(f.readFloat32('latents'), shape);
+  } finally {
+    f.close();
+  }
+}
+
+export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<string> {
+  if (!prompt.trim()) throw new Error('the prompt is empty');
+  const modelDir = resolve(flags.model ?? DEFAULT_MODEL_DIR);
+  if (!existsSync(join(modelDir, 'model_index.json'))) {
+    throw new Error(
+      flags.model
+        ? `${modelDir} is not a diffusers model folder (no model_index.json)`
+        : `no default model at ${modelDir}; pass --model <dir>`,
+    );
+  }
+  const format = flags.format ?? formatFromPath(flags.output);
+  const pipe = await TextToVideoPipeline.fromPretrained(modelDir, {
+    ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
+    ...(flags.variant ? { variant: flags.variant } : {}),
+  });
+  const sample = pipe.components.unet.config.sampleSize;
+  const size = (v: number | undefined): number => v ?? (sample ?? 32) * pipe.components.vae.scaleFactor;
+  const opts: TextToVideoOptions = {
+    prompt,
+    negativePrompt: flags.negative,
+    numFrames: flags.frames,
+    height: size(flags.height),
+    width: size(flags.width),
+    numInferenceSteps: flags.steps,
+    guidanceScale: flags.guidance,
+    seed: flags.seed,
+    fps: flags.fps,
+    ...(flags.latents ? { latents: readLatentsFile(flags.latents) } : {}),
+  };
+  const bar = new Progress({ label: 'denoising', total: flags.steps, unit: 'steps' });
+  try {
+    for await (const e of pipe.generate(opts)) {
+      if (e.kind === 'step') bar.update(e.index + 1);
+      if (e.kind === 'done') {
+        bar.finish();
+        await writeVideo(flags.output, e.frames, {
+          width: e.width,
+          height: e.height,
+          fps: flags.fps,
+          format,
+        });
+      }
+    }
+  } catch (err) {
+    bar.abandon();
+    throw err;
+  }
+  return flags.output;
+}
+
+export function generateCommand(): Command {
+  return new Command('generate')
+    .description('generate a video from a text prompt')
+    .argument('<prompt>', 'what the video shows')
+    .option('-m, --model <dir>', 'diffusers-layout model folder (default: the shipped model)')
+    .option(
+      '-o, --output <path>',
+      'output file (.mp4, .webm, .gif, .webp) or folder for PNG frames',
+      'out.mp4',
+    )
+    .option('-n, --negative <text>', 'negative prompt', '')
+    .option('--frames <n>', 'number of frames', int('--frames', 1), 16)
+    .option('--height <px>', 'height in pixels (divisible by the VAE factor)', int('--height', 8))
+    .option('--width <px>', 'width in pixels (divisible by the VAE factor)', int('--width', 8))
+    .option('--steps <n>', 'denoising steps', int('--steps', 1), 25)
+    .option('--guidance <scale>', 'classifier-free guidance scale', num('--guidance'), 9)
+    .option('--seed <n>', 'random seed for the initial noise', int('--seed', 0), 0)
+    .option('--fps <n>', 'frames per second of the output (and FPS conditioning)', int('--fps', 1), 8)
+    .addOption(new Option('--scheduler <name>', 'sampler').choices(['ddim', 'ddpm', 'dpm']))
+    .addOption(
+      new Option('--format <fmt>', 'output format (default: from the file extension)').choices([
+        'mp4',
+        'webm',
+        'gif',
+        'webp',
+        'png',
+      ]),
+    )
+    .option(
+      '--latents <file>',
+      "initial latents: a safetensors file with a tensor 'latents' [1, C, frames, h, w]",
+    )
+    .addOption(new Option('--variant <v>', 'load *.fp16 / *.bf16 weight files').choices(['fp16', 'bf16']))
+    .action(async (prompt: string, flags: GenerateFlags) => {
+      const out = await runGenerate(prompt, flags);
+      process.stderr.write(`wrote ${out}\n`);
+    });
+}

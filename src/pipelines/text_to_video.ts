@@ -1,0 +1,239 @@
+// Text-to-video (diffusers' TextToVideoSDPipeline / VideoCrafter1 T2V): tokenize → CLIP text encoder →
+// (uncond, cond) embeddings → scheduler loop with classifier-free guidance (the guidance pair and the
+// combination eps_u + s·(eps_c − eps_u) run as ONE compiled program) → VAE decode in frame batches → RGB frames.
+// The denoising loop is an async generator: the CLI draws a progress bar from it, a server could stream it.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Tensor } from '../engine/tensor.js';
+import * as op from '../engine/ops.js';
+import { hostTensor } from '../engine/runtime.js';
+import type { HostTensor } from '../engine/runtime.js';
+import { Generator } from '../engine/random.js';
+import { compileWithWeights } from '../nn/compile.js';
+import type { CompiledFunction } from '../nn/compile.js';
+import { CLIPTokenizer } from '../models/clip/tokenizer.js';
+import { CLIPTextModel } from '../models/clip/text_model.js';
+import { UNet3DConditionModel } from '../models/unet3d/unet3d.js';
+import { AutoencoderKL } from '../models/vae/autoencoder_kl.js';
+import { loadScheduler } from '../schedulers/index.js';
+import type { Scheduler, SchedulerName } from '../schedulers/index.js';
+import { ModelLoadError, readModelIndex } from '../io/model_folder.js';
+
+export interface TextToVideoOptions {
+  prompt: string;
+  negativePrompt?: string;
+  numFrames?: number;
+  height?: number;
+  width?: number;
+  numInferenceSteps?: number;
+  guidanceScale?: number;
+  seed?: number;
+  /** Initial latents [1, C, frames, h, w] (overrides seed/frames/size). */
+  latents?: HostTensor;
+  /** Frames per second, for UNets with FPS conditioning (VideoCrafter1). */
+  fps?: number;
+  /** Frames decoded per VAE run. */
+  decodeBatchSize?: number;
+  eta?: number;
+}
+
+export type PipelineEvent =
+  | { kind: 'encoded'; promptEmbeds: HostTensor; negativePromptEmbeds: HostTensor }
+  | { kind: 'step'; index: number; total: number; timestep: number; latents: HostTensor }
+  | { kind: 'decoded'; video: HostTensor /* [1, 3, F, H, W] in [-1, 1] */ }
+  | {
+      kind: 'done';
+      frames: Uint8Array[];
+      width: number;
+      height: number;
+      framesFloat: Float32Array; /* [F, H, W, 3] in [0, 1] */
+    };
+
+export interface PipelineComponents {
+  tokenizer: CLIPTokenizer;
+  textEncoder: CLIPTextModel;
+  unet: UNet3DConditionModel;
+  vae: AutoencoderKL;
+  scheduler: Scheduler;
+}
+
+const UNET_FOLDERS = ['unet', 'unet3d'];
+
+export class TextToVideoPipeline {
+  private readonly guided = new Map<string, Promise<CompiledFunction>>();
+  constructor(readonly components: PipelineComponents) {}
+
+  /** Loads a diffusers-layout folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/). */
+  static async fromPretrained(
+    dir: string,
+    opts: { scheduler?: SchedulerName; variant?: 'fp16' | 'bf16' | null } = {},
+  ): Promise<TextToVideoPipeline> {
+    if (!existsSync(dir)) throw new ModelLoadError(`model folder ${dir} does not exist`);
+    readModelIndex(dir); // a diffusers folder must have model_index.json
+    const folder = (names: string[]): string => {
+      const hit = names.find((n) => existsSync(join(dir, n)));
+      if (!hit) throw new ModelLoadError(`${dir}: missing component folder ${names.join(' or ')}`);
+      return join(dir, hit);
+    };
+    const variant = opts.variant === undefined ? {} : { variant: opts.variant };
+    const [tokenizer, textEncoder, unet, vae, scheduler] = await Promise.all([
+      CLIPTokenizer.fromPretrained(folder(['tokenizer'])),
+      CLIPTextModel.fromPretrained(folder(['text_encoder']), variant),
+      UNet3DConditionModel.fromPretrained(folder(UNET_FOLDERS), variant),
+      AutoencoderKL.fromPretrained(folder(['vae']), variant),
+      loadScheduler(folder(['scheduler']), opts.scheduler),
+    ]);
+    return new TextToVideoPipeline({ tokenizer, textEncoder, unet, vae, scheduler });
+  }
+
+  /** CLIP embeddings [1, 77, D] of a prompt (no attention mask, as the SD pipelines call the encoder). */
+  async encodePrompt(text: string): Promise<HostTensor> {
+    const { inputIds } = this.components.tokenizer.encode(text);
+    return (await this.components.textEncoder.encode([inputIds])).lastHiddenState;
+  }
+
+  private guidedProgram(
+    latentShape: readonly number[],
+    ctxShape: readonly number[],
+    withFps: boolean,
+  ): Promise<CompiledFunction> {
+    const key = `${latentShape.join(',')}|${ctxShape.join(',')}|${withFps}`;
+    let hit = this.guided.get(key);
+    if (!hit) {
+      const unet = this.components.unet;
+      const fn = (x: Tensor, t: Tensor, ctx: Tensor, scale: Tensor, fps?: Tensor): Tensor => {
+        const pair = op.concat([x, x], 0);
+        const eps = unet.forward(pair, t, ctx, fps ? { fps } : {});
+        const [u, c] = op.chunk(eps, 2, 0) as [Tensor, Tensor];
+        return op.add(u, op.mul(op.sub(c, u), scale));
+      };
+      const specs = [
+        { name: 'latents', shape: latentShape },
+        { name: 'timestep', shape: [1] },
+        { name: 'context', shape: [2, ...ctxShape.slice(1)] },
+        { name: 'guidance', shape: [] },
+        ...(withFps ? [{ name: 'fps', shape: [1] }] : []),
+      ];
+      hit = compileWithWeights(fn, specs, unet.stateDict);
+      this.guided.set(key, hit);
+    }
+    return hit;
+  }
+
+  private initialLatents(o: TextToVideoOptions): HostTensor {
+    if (o.latents) {
+      if (o.latents.shape.length !== 5 || o.latents.shape[0] !== 1)
+        throw new Error(`latents must have shape [1, C, frames, h, w], got [${o.latents.shape}]`);
+      return o.latents;
+    }
+    const { unet, vae, scheduler } = this.components;
+    const f = vae.scaleFactor;
+    const height = o.height ?? 256;
+    const width = o.width ?? 256;
+    if (height % f !== 0 || width % f !== 0)
+      throw new Error(`height and width must be divisible by the VAE factor ${f}, got ${height}×${width}`);
+    const shape = [1, unet.config.inChannels, o.numFrames ?? 16, height / f, width / f];
+    const noise = new Generator(o.seed ?? 0).normal(shape.reduce((a, b) => a * b, 1));
+    if (scheduler.initNoiseSigma !== 1)
+      for (let i = 0; i < noise.length; i++) noise[i]! *= scheduler.initNoiseSigma;
+    return hostTensor(noise, shape);
+  }
+
+  /** Runs the pipeline, yielding progress events; the last event holds the frames. */
+  async *generate(o: TextToVideoOptions): AsyncGenerator<PipelineEvent> {
+    const { unet, scheduler } = this.components;
+    const promptEmbeds = await this.encodePrompt(o.prompt);
+    const negativePromptEmbeds = await this.encodePrompt(o.negativePrompt ?? '');
+    yield { kind: 'encoded', promptEmbeds, negativePromptEmbeds };
+    let latents = this.initialLatents(o);
+    const ctx = concatBatch(negativePromptEmbeds, promptEmbeds);
+    const withFps = unet.config.fpsCond === true;
+    const guided = await this.guidedProgram(latents.shape, ctx.shape, withFps);
+    scheduler.setTimesteps(o.numInferenceSteps ?? 25);
+    const guidance = hostTensor(Float32Array.of(o.guidanceScale ?? 9.0), []);
+    const total = scheduler.timesteps.length;
+    for (const [index, t] of scheduler.timesteps.entries()) {
+      const x = scheduler.scaleModelInput(latents.data as Float32Array, t);
+      const feeds: Record<string, HostTensor> = {
+        latents: hostTensor(x, latents.shape),
+        timestep: hostTensor(Float32Array.of(t), [1]),
+        context: ctx,
+        guidance,
+      };
+      if (withFps) feeds['fps'] = hostTensor(Float32Array.of(o.fps ?? 8), [1]);
+      const eps = (await guided.exe.run(feeds))['out0']!;
+      const next = scheduler.step(eps.data as Float32Array, t, latents.data as Float32Array, {
+        eta: o.eta ?? 0,
+      });
+      latents = hostTensor(next.prevSample, latents.shape);
+      yield { kind: 'step', index, total, timestep: t, latents };
+    }
+    const video = await this.decodeLatents(latents, o.decodeBatchSize);
+    yield { kind: 'decoded', video };
+    yield { kind: 'done', ...postprocess(video) };
+  }
+
+  /** latents [1, C, F, h, w] → video [1, 3, F, H, W] in [-1, 1] (divided by the VAE scaling factor first). */
+  async decodeLatents(latents: HostTensor, batchSize?: number): Promise<HostTensor> {
+    const { vae } = this.components;
+    const [b, c, f, h, w] = latents.shape as [number, number, number, number, number];
+    const src = latents.data as Float32Array;
+    const folded = new Float32Array(src.length);
+    const inv = 1 / vae.config.scalingFactor;
+    for (let bi = 0; bi < b; bi++)
+      for (let ci = 0; ci < c; ci++)
+        for (let fi = 0; fi < f; fi++) {
+          const from = ((bi * c + ci) * f + fi) * h * w;
+          const to = ((bi * f + fi) * c + ci) * h * w;
+          for (let k = 0; k < h * w; k++) folded[to + k] = src[from + k]! * inv;
+        }
+    const decoded = await vae.decode(hostTensor(folded, [b * f, c, h, w]), {
+      ...(batchSize ? { batchSize } : {}),
+      numFrames: f,
+    });
+    const [, oc, H, W] = decoded.shape as [number, number, number, number];
+    const d = decoded.data as Float32Array;
+    const out = new Float32Array(d.length);
+    for (let bi = 0; bi < b; bi++)
+      for (let fi = 0; fi < f; fi++)
+        for (let ci = 0; ci < oc; ci++) {
+          const from = ((bi * f + fi) * oc + ci) * H * W;
+          const to = ((bi * oc + ci) * f + fi) * H * W;
+          out.set(d.subarray(from, from + H * W), to);
+        }
+    return hostTensor(out, [b, oc, f, H, W]);
+  }
+}
+
+function concatBatch(a: HostTensor, b: HostTensor): HostTensor {
+  const out = new Float32Array(a.data.length + b.data.length);
+  out.set(a.data as Float32Array, 0);
+  out.set(b.data as Float32Array, a.data.length);
+  return hostTensor(out, [a.shape[0]! + b.shape[0]!, ...a.shape.slice(1)]);
+}
+
+/** video [1, 3, F, H, W] in [-1, 1] → per-frame RGB24 and float frames [F, H, W, 3] in [0, 1]. */
+export function postprocess(video: HostTensor): {
+  frames: Uint8Array[];
+  framesFloat: Float32Array;
+  width: number;
+  height: number;
+} {
+  const [, c, f, H, W] = video.shape as [number, number, number, number, number];
+  const v = video.data as Float32Array;
+  const framesFloat = new Float32Array(f * H * W * 3);
+  const frames: Uint8Array[] = [];
+  for (let fi = 0; fi < f; fi++) {
+    const rgb = new Uint8Array(H * W * 3);
+    for (let ci = 0; ci < 3; ci++) {
+      const plane = ((ci % c) * f + fi) * H * W;
+      for (let k = 0; k < H * W; k++) {
+        const x = Math.min(Math.max(v[plane + k]! / 2 + 0.5, 0), 1);
+        framesFloat[(fi * H * W + k) * 3 + ci] = x;
+        rgb[k * 3 + ci] = Math.round(x * 255);
+      }
+    }
+    frames.push(rgb);
+  }
+  return { frames, framesFloat, width: W, height: H };
+}
