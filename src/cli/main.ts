@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // Kinema command line: each subcommand lives in its own file and is registered here.
 import { Command } from 'commander';
+import { evalCommand, registerClipLoader } from './eval.js';
+import { loadClipEmbedder } from '../models/clip/embedder.js';
+import { generateCommand } from './generate.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -8,6 +11,9 @@ export function buildProgram(): Command {
     .name('kinema')
     .description('Text-to-video diffusion engine (TypeScript → ONNX Runtime)')
     .version('0.1.0');
+  program.addCommand(generateCommand());
+  registerClipLoader(loadClipEmbedder);
+  program.addCommand(evalCommand());
   return program;
 }
 
