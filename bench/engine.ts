@@ -1,7 +1,9 @@
 // `npm run bench:engine [-- --threads N] [--quick]`: the same workloads in Kinema (ONNX Runtime CPU) and in
 // PyTorch eager (Debian python3-torch, installed if missing), measured in the same run. Prints a table with
 // both times, the ratio torch/kinema, achieved GFLOP/s and the machine's measured fp32 FMA peak.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -184,28 +186,40 @@ function ensureTorch(): string {
   return py;
 }
 
-function torchResults(py: string): Map<string, number> {
-  const env = {
-    ...process.env,
-    OPENBLAS_CORETYPE: 'Cooperlake',
-    OMP_NUM_THREADS: String(threads),
-    OPENBLAS_NUM_THREADS: String(threads),
-  };
-  const input = JSON.stringify(workloads.map((w) => ({ ...w, name: w.name })));
-  const out = execFileSync(py, [join(import.meta.dirname, 'peer_torch.py')], {
-    input,
-    env,
-    encoding: 'utf8',
-    maxBuffer: 1 << 24,
-  });
-  const res = new Map<string, number>();
-  for (const line of out.trim().split('\n')) {
-    const j = JSON.parse(line) as { name?: string; seconds?: number; torch?: string };
-    if (j.torch)
-      console.log(`peer: torch ${j.torch}, ${threads} threads (OpenBLAS, OPENBLAS_CORETYPE=Cooperlake)`);
-    if (j.name && j.seconds !== undefined) res.set(j.name, j.seconds);
+/** The PyTorch peer as a long-lived process answering one timing request per line. */
+class TorchPeer {
+  private readonly proc: ChildProcessWithoutNullStreams;
+  private readonly lines: AsyncIterator<string>;
+  private constructor(py: string) {
+    const env = {
+      ...process.env,
+      OPENBLAS_CORETYPE: 'Cooperlake',
+      OMP_NUM_THREADS: String(threads),
+      OPENBLAS_NUM_THREADS: String(threads),
+    };
+    this.proc = spawn(py, [join(import.meta.dirname, 'peer_torch.py')], { env });
+    this.proc.stderr.on('data', (d: Buffer) => process.stderr.write(d));
+    this.lines = createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
+    this.proc.stdin.write(JSON.stringify(workloads) + '\n');
   }
-  return res;
+  static async start(py: string): Promise<TorchPeer> {
+    const peer = new TorchPeer(py);
+    const hello = JSON.parse(await peer.next()) as { torch: string };
+    console.log(`peer: torch ${hello.torch}, ${threads} threads (OpenBLAS, OPENBLAS_CORETYPE=Cooperlake)`);
+    return peer;
+  }
+  private async next(): Promise<string> {
+    const r = await this.lines.next();
+    if (r.done) throw new Error('the PyTorch peer exited');
+    return r.value;
+  }
+  async time(name: string): Promise<number> {
+    this.proc.stdin.write(JSON.stringify({ name }) + '\n');
+    return (JSON.parse(await this.next()) as { seconds: number }).seconds;
+  }
+  close(): void {
+    this.proc.stdin.end();
+  }
 }
 
 function measurePeak(): number | null {
@@ -213,7 +227,7 @@ function measurePeak(): number | null {
   const bin = join(dir, 'peak');
   const cc = spawnSync(
     'gcc',
-    ['-O2', '-mavx512f', '-mfma', '-pthread', join(import.meta.dirname, 'peak_flops.c'), '-o', bin],
+    ['-O2', '-march=native', '-pthread', join(import.meta.dirname, 'peak_flops.c'), '-o', bin],
     { stdio: 'ignore' },
   );
   if (cc.status !== 0) return null;
@@ -225,20 +239,29 @@ function measurePeak(): number | null {
   return rows.find((r) => r.threads === threads)?.gflops ?? null;
 }
 
+const ROUNDS = quick ? 1 : 3;
+
 async function main(): Promise<void> {
   const peak = measurePeak();
   console.log(
-    `machine fp32 peak (bench/peak_flops.c: 12 independent AVX-512 FMA chains per thread, ${threads} threads): ${peak?.toFixed(1) ?? 'n/a'} GFLOP/s`,
+    `machine fp32 peak (bench/peak_flops.c: 12 register-resident FMA chains per thread, -march=native, ${threads} threads): ${peak?.toFixed(1) ?? 'n/a'} GFLOP/s`,
   );
-  const torch = torchResults(ensureTorch());
+  const torch = await TorchPeer.start(ensureTorch());
+  console.log(
+    `each time: the best of ${ROUNDS} interleaved rounds (torch, kinema, torch, kinema, …) of a median over ≥ 3 runs`,
+  );
   const rows: string[][] = [];
   for (const w of workloads) {
     const fn = await kinemaWorkload(w);
-    const k = await timeit(fn);
-    const t = torch.get(w.name) ?? NaN;
+    let t = Infinity;
+    let k = Infinity;
+    for (let r = 0; r < ROUNDS; r++) {
+      t = Math.min(t, await torch.time(w.name));
+      k = Math.min(k, await timeit(fn));
+    }
     const gf = (s: number) => (w.flops ? (w.flops / s / 1e9).toFixed(1) : '');
     const ratio = t / k;
-    const pct = w.flops && peak ? `${((100 * w.flops) / k / 1e9 / peak).toFixed(0)}%` : '';
+    const pct = (s: number) => (w.flops && peak ? `${((100 * w.flops) / s / 1e9 / peak).toFixed(0)}%` : '');
     rows.push([
       w.name,
       (t * 1000).toFixed(1),
@@ -248,9 +271,11 @@ async function main(): Promise<void> {
       ratio >= w.target ? 'yes' : 'NO',
       gf(t),
       gf(k),
-      pct,
+      pct(t),
+      pct(k),
     ]);
   }
+  torch.close();
   const head = [
     'workload',
     'torch ms',
@@ -260,6 +285,7 @@ async function main(): Promise<void> {
     'met',
     'torch GFLOP/s',
     'kinema GFLOP/s',
+    'torch % of peak',
     'kinema % of peak',
   ];
   console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);

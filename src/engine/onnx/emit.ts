@@ -51,6 +51,16 @@ export function lowerProgram(program: Program, opts: EmitOptions = {}): OnnxMode
     if (baked) initializers.push(tensor(inp.name, inp.v, baked));
     else inputs.push({ name: inp.name, elemType: elemTypeOf(inp.v.dtype), dims: inp.v.shape });
   }
+  // Name each equation result that is a program output by the output's name (no Identity copy), when it is
+  // produced by an equation and named only once.
+  const outCount = new Map<number, number>();
+  for (const o of program.outputs) outCount.set(o.atom.id, (outCount.get(o.atom.id) ?? 0) + 1);
+  const produced = new Set(program.eqns.flatMap((e) => e.outputs.map((v) => v.id)));
+  for (const o of program.outputs) {
+    const clash = program.inputs.some((i) => i.name === o.name);
+    if (o.atom.kind === 'var' && !clash && produced.has(o.atom.id) && outCount.get(o.atom.id) === 1)
+      names.set(o.atom.id, o.name);
+  }
   const nameOf = (a: Atom): string => {
     const known = names.get(a.id);
     if (known !== undefined) return known;
@@ -71,7 +81,7 @@ export function lowerProgram(program: Program, opts: EmitOptions = {}): OnnxMode
     });
   }
   const outputs: OnnxValueInfo[] = program.outputs.map((o) => {
-    sink.node('Identity', [nameOf(o.atom)], [o.name]);
+    if (nameOf(o.atom) !== o.name) sink.node('Identity', [nameOf(o.atom)], [o.name]);
     return { name: o.name, elemType: elemTypeOf(o.atom.dtype), dims: o.atom.shape };
   });
   return {
