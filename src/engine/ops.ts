@@ -3,7 +3,7 @@ import './prims/index.js';
 import type { DType, Shape } from './ir.js';
 import { numel } from './ir.js';
 import { normAxis } from './host.js';
-import { Tensor, bind1, constant, scalar } from './tensor.js';
+import { Tensor, bind, bind1, constant, scalar } from './tensor.js';
 import type { ConvParams } from './prims/conv.js';
 
 export type TensorLike = Tensor | number;
@@ -121,12 +121,8 @@ export function slice(
   return bind1('slice', [x], { starts: s, ends: e, axes: ax, steps: [...st] });
 }
 export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor[] {
-  let start = 0;
-  return sizes.map((n) => {
-    const t = slice(x, [start], [start + n], [axis]);
-    start += n;
-    return t;
-  });
+  if (sizes.length === 1) return [x];
+  return bind('split', [x], { sizes: [...sizes], axis: normAxis(axis, x.rank) });
 }
 export function chunk(x: Tensor, n: number, axis: number): Tensor[] {
   const d = x.shape[normAxis(axis, x.rank)]!;

@@ -247,3 +247,19 @@ test('op multi-head attention (packed heads, with and without bias)', async () =
     [3, 5],
   ]);
 });
+test('op split (one output unused) and matmul with a shared 2-D weight', async () => {
+  await checkOp('split3', (x) => op.mul(op.split(x, [1, 2, 3], 1)[2]!, 2), [[2, 6, 3]]);
+  await checkOp(
+    'chunk_both',
+    (x) => op.sub(...(op.chunk(x, 2, -1) as [ReturnType<typeof op.exp>, ReturnType<typeof op.exp>])),
+    [[3, 4]],
+  );
+  await checkOp('matmul_weight', op.matmul, [
+    [2, 3, 4],
+    [4, 5],
+  ]);
+  await checkOp('matmul_weight_4d', op.matmul, [
+    [2, 2, 3, 4],
+    [4, 5],
+  ]);
+});

@@ -49,6 +49,14 @@ definePrimitive({
     const [a, b] = inputs as [Tensor, Tensor];
     const g = cotangents[0]!;
     const ga = op.matmul(g, op.swapLast(b));
+    // A 2-D right operand (a weight) shared by every batch entry: one [K, B·M] @ [B·M, N] product instead of a
+    // batched product reduced over the batch afterwards.
+    if (b.rank === 2 && a.rank > 2) {
+      const k = a.shape[a.rank - 1]!;
+      const n = g.shape[g.rank - 1]!;
+      const flatA = op.reshape(op.expand(a, [...g.shape.slice(0, -1), k]), [-1, k]);
+      return [op.unbroadcast(ga, a.shape), op.matmul(op.swapLast(flatA), op.reshape(g, [-1, n]))];
+    }
     const gb = op.matmul(op.swapLast(a), g);
     return [op.unbroadcast(ga, a.shape), op.unbroadcast(gb, b.shape)];
   },

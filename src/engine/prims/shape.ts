@@ -143,6 +143,41 @@ definePrimitive({
   },
 });
 
+definePrimitive({
+  name: 'split',
+  // Splits `axis` into consecutive pieces of the given sizes (one ONNX Split); the gradient is one Concat.
+  infer(inputs, p) {
+    const x = one(inputs, 'split');
+    const axis = normAxis(p['axis'] as number, x.shape.length);
+    const sizes = ints(p['sizes']);
+    if (sizes.reduce((a, b) => a + b, 0) !== x.shape[axis])
+      throw new Error(`split: sizes [${sizes}] do not add up to ${x.shape[axis]} on axis ${axis}`);
+    return sizes.map((n) => ({ shape: x.shape.map((d, i) => (i === axis ? n : d)), dtype: x.dtype }));
+  },
+  lower: ({ inputs, outputs, params, sink }) =>
+    sink.node('Split', [inputs[0]!, sink.constI64(ints(params['sizes']))], outputs, {
+      axis: attr.int(params['axis'] as number),
+    }),
+  evaluate([x], p, outs) {
+    const axis = normAxis(p['axis'] as number, x!.shape.length);
+    const v = toF64(x!.data, x!.dtype);
+    const outer = numel(x!.shape.slice(0, axis));
+    const inner = numel(x!.shape.slice(axis + 1));
+    const row = x!.shape[axis]! * inner;
+    let off = 0;
+    return outs.map((o) => {
+      const len = o.shape[axis]! * inner;
+      const r = new Float64Array(numel(o.shape));
+      for (let b = 0; b < outer; b++) r.set(v.subarray(b * row + off, b * row + off + len), b * len);
+      off += len;
+      return fromF64(r, o.dtype);
+    });
+  },
+  vjp({ cotangents, params }) {
+    return [op.concat(cotangents as Tensor[], params['axis'] as number)];
+  },
+});
+
 interface SliceSpec {
   starts: number[];
   ends: number[];
