@@ -10,8 +10,20 @@ import { formatFromPath, writeVideo } from '../io/video/index.js';
 import type { VideoFormat } from '../io/video/index.js';
 import { hostTensor } from '../engine/runtime.js';
 import { Progress } from './progress.js';
+import { vocabularyWords } from '../training/data/captions.js';
 
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
+
+/** What the shipped default model was trained for (used when --model is not given). */
+export const DEFAULT_MODEL_SETTINGS = { width: 64, height: 64, frames: 16, steps: 25, fps: 8 } as const;
+
+/** The prompt's words (lower case, first occurrence order) that the world's caption grammar never produces. */
+export function unseenWords(prompt: string, vocabulary: ReadonlySet<string> = vocabularyWords()): string[] {
+  const out: string[] = [];
+  for (const w of prompt.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])
+    if (!vocabulary.has(w) && !out.includes(w)) out.push(w);
+  return out;
+}
 
 function int(name: string, min: number) {
   return (v: string): number => {
@@ -71,6 +83,17 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
         : `no default model at ${modelDir}; pass --model <dir>`,
     );
   }
+  const isDefault = modelDir === DEFAULT_MODEL_DIR;
+  if (isDefault) {
+    const unseen = unseenWords(prompt);
+    if (unseen.length > 0)
+      process.stderr.write(
+        `note: the default model never saw ${unseen.length === 1 ? 'this word' : 'these words'} in training: ` +
+          `${unseen.map((w) => `"${w}"`).join(', ')}. It only knows the procedural world's captions ` +
+          `(shapes, colours, motions, backgrounds; see models/default/MODEL_CARD.md), so expect ` +
+          `${unseen.length === 1 ? 'it' : 'them'} to be ignored.\n`,
+      );
+  }
   const format = flags.format ?? formatFromPath(flags.output);
   const pipe = await TextToVideoPipeline.fromPretrained(modelDir, {
     ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
@@ -82,8 +105,8 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     prompt,
     negativePrompt: flags.negative,
     numFrames: flags.frames,
-    height: size(flags.height),
-    width: size(flags.width),
+    height: flags.height ?? (isDefault ? DEFAULT_MODEL_SETTINGS.height : size(undefined)),
+    width: flags.width ?? (isDefault ? DEFAULT_MODEL_SETTINGS.width : size(undefined)),
     numInferenceSteps: flags.steps,
     guidanceScale: flags.guidance,
     seed: flags.seed,
@@ -122,13 +145,26 @@ export function generateCommand(): Command {
       'out.mp4',
     )
     .option('-n, --negative <text>', 'negative prompt', '')
-    .option('--frames <n>', 'number of frames', int('--frames', 1), 16)
-    .option('--height <px>', 'height in pixels (divisible by the VAE factor)', int('--height', 8))
-    .option('--width <px>', 'width in pixels (divisible by the VAE factor)', int('--width', 8))
-    .option('--steps <n>', 'denoising steps', int('--steps', 1), 25)
+    .option('--frames <n>', 'number of frames', int('--frames', 1), DEFAULT_MODEL_SETTINGS.frames)
+    .option(
+      '--height <px>',
+      'height in pixels, divisible by the VAE factor (default: 64 for the default model, else from the UNet config)',
+      int('--height', 8),
+    )
+    .option(
+      '--width <px>',
+      'width in pixels, divisible by the VAE factor (default: 64 for the default model, else from the UNet config)',
+      int('--width', 8),
+    )
+    .option('--steps <n>', 'denoising steps', int('--steps', 1), DEFAULT_MODEL_SETTINGS.steps)
     .option('--guidance <scale>', 'classifier-free guidance scale', num('--guidance'), 9)
     .option('--seed <n>', 'random seed for the initial noise', int('--seed', 0), 0)
-    .option('--fps <n>', 'frames per second of the output (and FPS conditioning)', int('--fps', 1), 8)
+    .option(
+      '--fps <n>',
+      'frames per second of the output (and FPS conditioning)',
+      int('--fps', 1),
+      DEFAULT_MODEL_SETTINGS.fps,
+    )
     .addOption(new Option('--scheduler <name>', 'sampler').choices(['ddim', 'ddpm', 'dpm']))
     .addOption(
       new Option('--format <fmt>', 'output format (default: from the file extension)').choices([

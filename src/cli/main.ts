@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { evalCommand, registerClipLoader } from './eval.js';
 import { loadClipEmbedder } from '../models/clip/embedder.js';
 import { generateCommand } from './generate.js';
+import { trainCommand } from './train.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
   program.addCommand(generateCommand());
   registerClipLoader(loadClipEmbedder);
   program.addCommand(evalCommand());
+  program.addCommand(trainCommand());
   return program;
 }
 

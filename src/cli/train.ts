@@ -1,0 +1,133 @@
+// `kinema train <stage>`: trains one of the default models' components on the procedural world. Each stage
+// checkpoints into `<out>/checkpoints` and resumes from there when run again; Ctrl-C checkpoints the current
+// step and stops (a second Ctrl-C quits at once). `--export <dir>` writes the trained component(s) as fp16
+// into a diffusers pipeline folder such as models/default.
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import type { StageDefinition, StageOptions, StageResult } from '../training/stages/common.js';
+import { clipStage } from '../training/stages/clip.js';
+import { vaeStage } from '../training/stages/vae.js';
+import { unetStage } from '../training/stages/unet.js';
+
+/** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
+export const TRAINING_STAGES: readonly StageDefinition[] = [clipStage, vaeStage, unetStage];
+
+function int(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+function positive(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n <= 0)
+      throw new InvalidArgumentError(`${name} must be a positive number, got '${v}'`);
+    return n;
+  };
+}
+
+export interface TrainFlags {
+  out?: string;
+  steps?: number;
+  batch?: number;
+  lr?: number;
+  seed: number;
+  threads?: number;
+  checkpointEvery?: number;
+  export?: string;
+}
+
+/** The stage named `name` (errors list the known stages). */
+export function findStage(
+  name: string,
+  stages: readonly StageDefinition[] = TRAINING_STAGES,
+): StageDefinition {
+  const stage = stages.find((s) => s.name === name);
+  if (!stage) {
+    throw new Error(`unknown training stage '${name}' (stages: ${stages.map((s) => s.name).join(', ')})`);
+  }
+  return stage;
+}
+
+/** Stage options from the command-line flags and the stage's defaults. */
+export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOptions {
+  const d = stage.defaults;
+  return {
+    out: resolve(flags.out ?? `runs/${stage.name}`),
+    steps: flags.steps ?? d.steps,
+    batch: flags.batch ?? d.batch,
+    lr: flags.lr ?? d.lr,
+    seed: flags.seed,
+    checkpointEvery: flags.checkpointEvery ?? d.checkpointEvery,
+    ...(flags.threads !== undefined && { threads: flags.threads }),
+    ...(flags.export !== undefined && { exportDir: resolve(flags.export) }),
+  };
+}
+
+/** Runs a stage with Ctrl-C wired to "checkpoint and stop". */
+export async function runTrain(
+  name: string,
+  flags: TrainFlags,
+  stages: readonly StageDefinition[] = TRAINING_STAGES,
+): Promise<StageResult> {
+  const stage = findStage(name, stages);
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\nkinema train: stopping after this step (Ctrl-C again to quit at once)\n');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    return await stage.run({ ...stageOptions(stage, flags), shouldStop: () => interrupted });
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+function stageList(stages: readonly StageDefinition[]): string {
+  const width = Math.max(...stages.map((s) => s.name.length));
+  const lines = stages.map((s) => {
+    const d = s.defaults;
+    return `  ${s.name.padEnd(width)}  ${s.summary}\n  ${' '.repeat(width)}  defaults: --steps ${d.steps} --batch ${d.batch} --lr ${d.lr} --checkpoint-every ${d.checkpointEvery}`;
+  });
+  return `\nStages (run in this order):\n${lines.join('\n')}\n\nExample:\n  kinema train clip --export models/default\n`;
+}
+
+export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGES): Command {
+  return new Command('train')
+    .description('train a component of the default model on the procedural world (resumes automatically)')
+    .argument('<stage>', `what to train: ${stages.map((s) => s.name).join(', ')}`)
+    .option('--out <dir>', 'run folder: checkpoints/, loss.png, metrics.json (default: runs/<stage>)')
+    .option('--steps <n>', 'total optimizer steps (default: per stage)', int('--steps', 1))
+    .option('--batch <n>', 'batch size (default: per stage)', int('--batch', 1))
+    .option('--lr <x>', 'peak learning rate, warmup then cosine decay (default: per stage)', positive('--lr'))
+    .option('--seed <n>', 'seed of the initialization and the data order', int('--seed', 0), 0)
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', int('--threads', 1))
+    .option(
+      '--checkpoint-every <n>',
+      'steps between checkpoints (default: per stage)',
+      int('--checkpoint-every', 1),
+    )
+    .option(
+      '--export <dir>',
+      'pipeline folder (e.g. models/default) to write the trained component(s) into, fp16',
+    )
+    .addHelpText('after', stageList(stages))
+    .action(async (name: string, flags: TrainFlags) => {
+      const result = await runTrain(name, flags, stages);
+      const out = stageOptions(findStage(name, stages), flags).out;
+      if (!result.completed) {
+        process.exitCode = 130; // stopped by Ctrl-C after a checkpoint; the progress line says how to resume
+        return;
+      }
+      process.stderr.write(
+        `metrics: ${resolve(out, 'metrics.json')}, loss curve: ${resolve(out, 'loss.png')}\n`,
+      );
+      for (const dir of result.exported) process.stderr.write(`wrote ${dir}\n`);
+    });
+}

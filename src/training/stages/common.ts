@@ -1,0 +1,303 @@
+// Plumbing shared by the training stages (`kinema train <stage>`): stage options and definitions, a progress
+// bar that also shows the loss, the persisted loss history (so loss.png covers a run that was killed and
+// resumed), loss.png / metrics.json outputs, and the call into the generic trainer with checkpoints in
+// `<out>/checkpoints` (a re-run resumes from the latest one on the identical loss curve).
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HostTensor } from '../../engine/runtime.js';
+import { Generator } from '../../engine/random.js';
+import type { Module, StateDict } from '../../nn/module.js';
+import { SafetensorsFile, writeFileAtomic } from '../../io/safetensors.js';
+import { Progress, type ProgressStream } from '../../cli/progress.js';
+import { GradStep, train, type TrainResult } from '../trainer.js';
+import { cosineWithWarmup } from '../lr_schedule.js';
+import { writeLossCurvePng } from '../loss_plot.js';
+import { writeJsonAtomic } from '../export.js';
+
+/** What every stage accepts (the `kinema train <stage>` flags). */
+export interface StageOptions {
+  /** Run folder: checkpoints/, loss.png, metrics.json, loss_history.json. */
+  readonly out: string;
+  /** Total optimizer steps of the run (a resumed run continues up to this count). */
+  readonly steps: number;
+  readonly batch: number;
+  /** Peak learning rate (linear warmup, then cosine decay to 0). */
+  readonly lr: number;
+  readonly seed: number;
+  /** ONNX Runtime intra-op threads (0 or undefined: its default). */
+  readonly threads?: number;
+  /** Pipeline folder (e.g. models/default) to write the trained component(s) into, as fp16. */
+  readonly exportDir?: string;
+  readonly checkpointEvery: number;
+  /** Where progress and messages go (default process.stderr). */
+  readonly log?: ProgressStream;
+  /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
+  readonly shouldStop?: () => boolean;
+}
+
+export interface StageDefaults {
+  readonly steps: number;
+  readonly batch: number;
+  readonly lr: number;
+  readonly checkpointEvery: number;
+}
+
+export interface StageResult {
+  /** True when the run reached `steps` (false when stopped early; re-run to resume). */
+  readonly completed: boolean;
+  /** Optimizer steps taken so far (over all sessions of the run). */
+  readonly step: number;
+  /** Loss of every step so far, step 1 first. */
+  readonly losses: readonly number[];
+  readonly metrics: Readonly<Record<string, unknown>>;
+  /** Folders written by the export (empty without `exportDir` or when stopped early). */
+  readonly exported: readonly string[];
+}
+
+export interface StageDefinition {
+  readonly name: string;
+  readonly summary: string;
+  readonly defaults: StageDefaults;
+  run(opts: StageOptions): Promise<StageResult>;
+}
+
+/** Writes one line to the stage's log stream. */
+export function logLine(opts: Pick<StageOptions, 'log'>, message: string): void {
+  (opts.log ?? process.stderr).write(`${message}\n`);
+}
+
+/** A generator seeded by (seed, purpose, index): batches that are a pure function of the step index. */
+export function indexedGenerator(seed: number, purpose: number, index: number): Generator {
+  return new Generator((BigInt(seed) << 40n) ^ (BigInt(purpose) << 32n) ^ BigInt(index));
+}
+
+type Feeds = Record<string, HostTensor>;
+
+/**
+ * Wraps a batch function (deterministic in the step index) so that the batch of step s + 1 is built while
+ * step s runs in ONNX Runtime's threads; the batches themselves are unchanged.
+ */
+export function prefetching(batch: (step: number) => Feeds): (step: number) => Promise<Feeds> {
+  let next: { step: number; value: Promise<Feeds> } | null = null;
+  return (step) => {
+    const value = next?.step === step ? next.value : Promise.resolve().then(() => batch(step));
+    const ahead = new Promise<Feeds>((ok, fail) =>
+      setImmediate(() => {
+        try {
+          ok(batch(step + 1));
+        } catch (e) {
+          fail(e as Error);
+        }
+      }),
+    );
+    ahead.catch(() => undefined); // reported when (and if) that step asks for it
+    next = { step: step + 1, value: ahead };
+    return value;
+  };
+}
+
+/** Progress bar (bar, rate, ETA) with the current smoothed loss appended. */
+export class LossProgress extends Progress {
+  private loss = Number.NaN;
+  private smoothed = Number.NaN;
+  private seen = 0;
+
+  setLoss(loss: number): void {
+    this.seen++;
+    this.loss = loss;
+    this.smoothed = this.seen === 1 ? loss : 0.95 * this.smoothed + 0.05 * loss;
+  }
+
+  override status(t?: number): string {
+    const base = super.status(t);
+    return Number.isFinite(this.loss)
+      ? `${base} loss ${formatLoss(this.loss)} (avg ${formatLoss(this.smoothed)})`
+      : base;
+  }
+}
+
+export function formatLoss(v: number): string {
+  return Math.abs(v) >= 0.01 || v === 0 ? v.toFixed(4) : v.toExponential(3);
+}
+
+/** Loss and cumulative training seconds of every step, persisted as `<out>/loss_history.json`. */
+export class LossHistory {
+  private constructor(
+    readonly path: string,
+    readonly losses: number[],
+    readonly seconds: number[],
+  ) {}
+
+  static load(out: string): LossHistory {
+    const path = join(out, 'loss_history.json');
+    if (!existsSync(path)) return new LossHistory(path, [], []);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+    }
+    const { losses, seconds } = (raw ?? {}) as { losses?: unknown; seconds?: unknown };
+    const numbers = (v: unknown): v is number[] =>
+      Array.isArray(v) && v.every((x) => typeof x === 'number' || x === null);
+    if (!numbers(losses) || !numbers(seconds) || losses.length !== seconds.length) {
+      throw new Error(`${path}: expected {"losses": [...], "seconds": [...]} of equal length`);
+    }
+    const fix = (xs: (number | null)[]): number[] => xs.map((x) => (x === null ? Number.NaN : x));
+    return new LossHistory(path, fix(losses), fix(seconds));
+  }
+
+  get totalSeconds(): number {
+    return this.seconds.at(-1) ?? 0;
+  }
+
+  /** Keeps the first `steps` entries (a resumed run re-does the steps after its checkpoint). */
+  truncate(steps: number): void {
+    if (this.losses.length > steps) {
+      this.losses.length = steps;
+      this.seconds.length = steps;
+    }
+    while (this.losses.length < steps) {
+      // History lost (e.g. the file was deleted): keep the step numbering with gaps.
+      this.losses.push(Number.NaN);
+      this.seconds.push(this.totalSeconds);
+    }
+  }
+
+  push(loss: number, seconds: number): void {
+    this.losses.push(loss);
+    this.seconds.push(Math.round(seconds * 1000) / 1000);
+  }
+
+  save(): void {
+    const nulls = (xs: number[]): (number | null)[] => xs.map((x) => (Number.isFinite(x) ? x : null));
+    writeFileAtomic(this.path, JSON.stringify({ losses: nulls(this.losses), seconds: nulls(this.seconds) }));
+  }
+}
+
+export interface TrainingRun {
+  readonly opts: StageOptions;
+  /** Progress label, e.g. 'clip'. */
+  readonly label: string;
+  readonly model: Module;
+  readonly step: GradStep;
+  readonly batch: (step: number) => Record<string, HostTensor> | Promise<Record<string, HostTensor>>;
+  readonly warmupSteps: number;
+  readonly weightDecay: number;
+  readonly clipNorm?: number;
+  readonly ema?: { decay: number; warmup?: boolean };
+  /** Saved in checkpoints (e.g. the model config). */
+  readonly extra?: Record<string, unknown>;
+}
+
+export interface TrainingOutcome {
+  readonly result: TrainResult;
+  readonly history: LossHistory;
+  /** EMA weights when the run keeps an average, else the trained parameters. */
+  readonly finalParams: StateDict;
+  readonly completed: boolean;
+}
+
+/**
+ * Refuses to resume a run whose latest checkpoint was made with a different setup (e.g. another model config):
+ * `setup` must equal the checkpoint's saved `extra` in every key it has.
+ */
+export function checkResumable(out: string, setup: Record<string, unknown>): void {
+  const latest = join(out, 'checkpoints', 'latest.json');
+  if (!existsSync(latest)) return;
+  const { file } = JSON.parse(readFileSync(latest, 'utf8')) as { file: string };
+  const ckpt = SafetensorsFile.open(join(out, 'checkpoints', file));
+  let saved: Record<string, unknown>;
+  try {
+    saved = JSON.parse(ckpt.metadata['extra'] ?? '{}') as Record<string, unknown>;
+  } finally {
+    ckpt.close();
+  }
+  for (const [key, value] of Object.entries(setup)) {
+    if (JSON.stringify(saved[key]) !== JSON.stringify(value)) {
+      throw new Error(
+        `${out} holds a run with a different ${key} (checkpoint: ${JSON.stringify(saved[key])}, now: ` +
+          `${JSON.stringify(value)}); use another --out folder or delete ${join(out, 'checkpoints')}`,
+      );
+    }
+  }
+}
+
+/** Trains (or resumes) with AdamW, warmup + cosine LR, checkpoints, a progress bar and the loss history. */
+export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
+  const { opts } = run;
+  mkdirSync(opts.out, { recursive: true });
+  if (run.extra) checkResumable(opts.out, run.extra);
+  const history = LossHistory.load(opts.out);
+  let bar: LossProgress | null = null;
+  let offset = 0;
+  const start = performance.now();
+  const result = await train({
+    model: run.model,
+    step: run.step,
+    batch: run.batch,
+    totalSteps: opts.steps,
+    optimizer: { lr: opts.lr, weightDecay: run.weightDecay },
+    lr: cosineWithWarmup({ lr: opts.lr, warmupSteps: run.warmupSteps, totalSteps: opts.steps }),
+    ...(run.clipNorm !== undefined && { clipNorm: run.clipNorm }),
+    ...(run.ema && { ema: run.ema }),
+    checkpointDir: join(opts.out, 'checkpoints'),
+    checkpointEvery: opts.checkpointEvery,
+    keepLast: 2,
+    seed: opts.seed,
+    ...(run.extra && { extra: run.extra }),
+    onStep: ({ step, loss }) => {
+      if (bar === null) {
+        history.truncate(step - 1);
+        offset = history.totalSeconds;
+        const resumed = step > 1 ? ` (resumed at step ${step - 1})` : '';
+        bar = new LossProgress({
+          label: `${run.label}${resumed}`,
+          total: opts.steps - (step - 1),
+          unit: 'steps',
+          ...(opts.log && { stream: opts.log }),
+        });
+      }
+      history.push(loss, offset + (performance.now() - start) / 1000);
+      bar.setLoss(loss);
+      bar.tick();
+      const stop = opts.shouldStop?.() === true;
+      if (stop || step === opts.steps || step % opts.checkpointEvery === 0) history.save();
+      return !stop;
+    },
+  });
+  const completed = result.endStep >= opts.steps;
+  (bar as LossProgress | null)?.finish(
+    completed ? '' : `stopped at step ${result.endStep}; run the same command again to resume`,
+  );
+  if (result.losses.length === 0) history.truncate(result.endStep);
+  const finalParams = result.ema ? result.ema.stateDict() : result.params;
+  return { result, history, finalParams, completed };
+}
+
+/**
+ * Writes `<out>/loss.png` and `<out>/metrics.json`: the stage's metrics plus steps, batch, lr, seed, training
+ * seconds and final_loss (the mean loss of the last final_loss_window steps: 10 %, at most 50).
+ */
+export async function writeRunReport(
+  opts: StageOptions,
+  title: string,
+  history: LossHistory,
+  metrics: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const finite = history.losses.filter((v) => Number.isFinite(v));
+  const tail = finite.slice(-Math.max(1, Math.min(50, Math.floor(finite.length / 10))));
+  const full = {
+    steps: history.losses.length,
+    batch: opts.batch,
+    lr: opts.lr,
+    seed: opts.seed,
+    train_seconds: Math.round(history.totalSeconds * 10) / 10,
+    final_loss: tail.length > 0 ? tail.reduce((a, b) => a + b, 0) / tail.length : null,
+    final_loss_window: tail.length,
+    ...metrics,
+  };
+  if (finite.length > 0) await writeLossCurvePng(join(opts.out, 'loss.png'), history.losses, { title });
+  writeJsonAtomic(join(opts.out, 'metrics.json'), full);
+  return full;
+}

@@ -1,0 +1,576 @@
+// The default model's UNet stage (`kinema train unet`): a small UNet3DConditionModel with VideoCrafter1 FPS
+// conditioning learns epsilon-prediction (DDPM schedule, MSE) on latent videos of the procedural world.
+// Latents come from the trained VAE (posterior sample × scaling_factor), text conditioning from the trained
+// CLIP text encoder's last_hidden_state (cached per caption); captions become "" with probability 0.1 so that
+// classifier-free guidance works at generation. Joint image–video training: every step trains a batch of
+// clips plus a few image-mode stills (1-frame videos with still captions) through the same weights. The data
+// of step i is a pure function of (seed, i), so a resumed run continues the identical loss curve.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as op from '../../engine/ops.js';
+import { hostTensor } from '../../engine/runtime.js';
+import type { HostTensor } from '../../engine/runtime.js';
+import { Generator } from '../../engine/random.js';
+import { CLIPTokenizer } from '../../models/clip/tokenizer.js';
+import { CLIPTextModel } from '../../models/clip/text_model.js';
+import { AutoencoderKL } from '../../models/vae/autoencoder_kl.js';
+import { UNet3DConditionModel } from '../../models/unet3d/unet3d.js';
+import { DDPMScheduler } from '../../schedulers/ddpm.js';
+import { findWeightsFile } from '../../io/model_folder.js';
+import type { StateDict } from '../../nn/module.js';
+import { formatDuration } from '../../cli/progress.js';
+import { GradStep } from '../trainer.js';
+import { loadLatestCheckpoint } from '../checkpoint.js';
+import { exportComponent, writeJsonAtomic } from '../export.js';
+import { indexedGenerator, logLine, runTraining, writeRunReport } from './common.js';
+import type { StageDefinition, StageOptions, StageResult } from './common.js';
+import { toFloatCHW, worldSample } from '../data/world.js';
+
+/** The shipped default model folder (repo/models/default). */
+export const DEFAULT_MODEL_DIR = resolvePath(
+  dirname(fileURLToPath(import.meta.url)),
+  '../../../models/default',
+);
+
+/** The default model's UNet (≈2.5 M parameters): three levels, cross-attention at the two finer ones. */
+export const DEFAULT_UNET_CONFIG: Readonly<Record<string, unknown>> = {
+  _class_name: 'UNet3DConditionModel',
+  _diffusers_version: '0.35.2',
+  act_fn: 'silu',
+  attention_head_dim: 8,
+  block_out_channels: [32, 64, 64],
+  cross_attention_dim: 64,
+  down_block_types: ['CrossAttnDownBlock3D', 'CrossAttnDownBlock3D', 'DownBlock3D'],
+  downsample_padding: 1,
+  fps_cond: true,
+  in_channels: 4,
+  layers_per_block: 1,
+  mid_block_scale_factor: 1,
+  norm_eps: 1e-5,
+  norm_num_groups: 8,
+  out_channels: 4,
+  sample_size: 16,
+  up_block_types: ['UpBlock3D', 'CrossAttnUpBlock3D', 'CrossAttnUpBlock3D'],
+};
+
+/** The training noise schedule (text-to-video-ms-1.7b's betas): DDPM, scaled_linear 0.00085–0.012, 1000 steps. */
+export const TRAIN_SCHEDULER_CONFIG: Readonly<Record<string, unknown>> = {
+  _class_name: 'DDPMScheduler',
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  num_train_timesteps: 1000,
+  prediction_type: 'epsilon',
+  clip_sample: false,
+};
+
+/** The shipped sampler: DDIM on the same betas, configured like text-to-video-ms-1.7b's scheduler folder. */
+export const DEFAULT_SCHEDULER_CONFIG: Readonly<Record<string, unknown>> = {
+  _class_name: 'DDIMScheduler',
+  _diffusers_version: '0.35.2',
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  beta_start: 0.00085,
+  clip_sample: false,
+  num_train_timesteps: 1000,
+  prediction_type: 'epsilon',
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+  timestep_spacing: 'leading',
+  trained_betas: null,
+};
+
+/** A diffusers TextToVideoSDPipeline folder's component table. */
+export const DEFAULT_MODEL_INDEX: Readonly<Record<string, unknown>> = {
+  _class_name: 'TextToVideoSDPipeline',
+  _diffusers_version: '0.35.2',
+  scheduler: ['diffusers', 'DDIMScheduler'],
+  text_encoder: ['transformers', 'CLIPTextModel'],
+  tokenizer: ['transformers', 'CLIPTokenizer'],
+  unet: ['diffusers', 'UNet3DConditionModel'],
+  vae: ['diffusers', 'AutoencoderKL'],
+};
+
+/** One training example: RGB24 frames (width·height·3 bytes each) and the caption that describes them. */
+export interface TrainingClip {
+  readonly caption: string;
+  readonly frames: Uint8Array[];
+}
+
+export interface ClipRequest {
+  readonly width: number;
+  readonly height: number;
+  /** Frames wanted: the clip length, or 1 for an image-mode still. */
+  readonly frames: number;
+  /** A still image with a caption that names no motion (joint image–video training). */
+  readonly imageMode: boolean;
+}
+
+/** Deterministic data: the example with this index. */
+export type ClipSource = (index: number, request: ClipRequest) => TrainingClip | Promise<TrainingClip>;
+
+export interface UnetStageSettings {
+  /** Folder holding the trained tokenizer/, text_encoder/ and vae/ (default: the export folder, else models/default). */
+  readonly componentsDir?: string;
+  /** Training data (default: the procedural world's training split). */
+  readonly source?: ClipSource;
+  /** Frames per training clip (the temporal layers generalize to more at generation). */
+  readonly frames?: number;
+  readonly width?: number;
+  readonly height?: number;
+  /** Image-mode stills (1-frame videos) trained in every step next to the batch of clips. */
+  readonly images?: number;
+  readonly warmupSteps?: number;
+  /** Probability that a caption is replaced by "" (classifier-free guidance training). */
+  readonly captionDropout?: number;
+  /** FPS conditioning value of the training clips. */
+  readonly fps?: number;
+  readonly emaDecay?: number;
+  /** UNet config.json object (default DEFAULT_UNET_CONFIG); cross_attention_dim must match the text encoder. */
+  readonly unetConfig?: Readonly<Record<string, unknown>>;
+}
+
+interface Resolved {
+  batchSize: number;
+  frames: number;
+  width: number;
+  height: number;
+  images: number;
+  captionDropout: number;
+  fps: number;
+  seed: number;
+}
+
+function resolveSettings(o: UnetStageSettings, batch: number, seed: number): Resolved {
+  const r: Resolved = {
+    batchSize: batch,
+    frames: o.frames ?? 8,
+    width: o.width ?? 64,
+    height: o.height ?? 64,
+    images: o.images ?? 4,
+    captionDropout: o.captionDropout ?? 0.1,
+    fps: o.fps ?? 8,
+    seed,
+  };
+  for (const k of ['batchSize', 'frames', 'width', 'height', 'fps'] as const) {
+    if (!Number.isInteger(r[k]) || r[k] < 1)
+      throw new RangeError(`unet stage: ${k} must be a positive integer, got ${r[k]}`);
+  }
+  if (!Number.isInteger(r.images) || r.images < 0)
+    throw new RangeError(`unet stage: images must be a non-negative integer, got ${r.images}`);
+  if (!(r.captionDropout >= 0 && r.captionDropout <= 1))
+    throw new RangeError(`unet stage: captionDropout must be in [0, 1], got ${r.captionDropout}`);
+  if (!Number.isSafeInteger(r.seed) || r.seed < 0 || r.seed >= 2 ** 31)
+    throw new RangeError(`unet stage: seed must be an integer in [0, 2^31), got ${r.seed}`);
+  return r;
+}
+
+/** Image-mode samples are drawn from their own index range, so they never repeat a clip's scene. */
+const IMAGE_INDEX_OFFSET = 1e12;
+/** `indexedGenerator` purpose of the UNet stage's per-step noise. */
+const RNG_PURPOSE = 3;
+
+/** The procedural world's training split as a clip source. */
+export function worldSource(seed: number): ClipSource {
+  return (index, q) => {
+    const sample = worldSample(seed, index, {
+      width: q.width,
+      height: q.height,
+      frames: q.frames,
+      split: 'train',
+      imageMode: q.imageMode,
+    });
+    return { caption: sample.caption, frames: sample.frames };
+  };
+}
+
+/** One part of a step's batch (the clips, or the stills) as program feeds. */
+interface Part {
+  readonly count: number;
+  readonly frames: number;
+  readonly pixels: Float32Array;
+  readonly context: Float32Array;
+  readonly timesteps: number[];
+}
+
+/** The frozen conditioning components (VAE + text encoder) and the batch builder for training steps. */
+export class UnetTrainingData {
+  private readonly textCache = new Map<string, Float32Array>();
+  private readonly schedule = DDPMScheduler.fromConfig({ ...TRAIN_SCHEDULER_CONFIG });
+  /** Clip latents [B, C, F, h, w]. */
+  readonly latentShape: [number, number, number, number, number];
+  /** Still latents [images, C, 1, h, w] (images may be 0). */
+  readonly imageShape: [number, number, number, number, number];
+  /** Text states per sample [77, D]. */
+  readonly tokens: number;
+  readonly textHidden: number;
+
+  private constructor(
+    private readonly tokenizer: CLIPTokenizer,
+    private readonly textEncoder: CLIPTextModel,
+    private readonly vae: AutoencoderKL,
+    private readonly source: ClipSource,
+    private readonly r: Resolved,
+  ) {
+    const f = vae.scaleFactor;
+    if (r.width % f !== 0 || r.height % f !== 0)
+      throw new Error(`unet stage: ${r.width}×${r.height} is not divisible by the VAE factor ${f}`);
+    const z = vae.config.latentChannels;
+    this.latentShape = [r.batchSize, z, r.frames, r.height / f, r.width / f];
+    this.imageShape = [r.images, z, 1, r.height / f, r.width / f];
+    this.tokens = tokenizer.modelMaxLength;
+    this.textHidden = textEncoder.config.hiddenSize;
+  }
+
+  /** Loads `dir/tokenizer`, `dir/text_encoder` and `dir/vae`. */
+  static async load(dir: string, source: ClipSource, r: Resolved, threads = 0): Promise<UnetTrainingData> {
+    for (const c of ['tokenizer', 'text_encoder', 'vae']) {
+      if (!existsSync(join(dir, c)))
+        throw new Error(
+          `unet stage: ${dir} has no ${c}/ folder (train and export the CLIP and VAE stages first)`,
+        );
+    }
+    const rt = threads > 0 ? { threads } : {};
+    const [tokenizer, textEncoder, vae] = await Promise.all([
+      CLIPTokenizer.fromPretrained(join(dir, 'tokenizer')),
+      CLIPTextModel.fromPretrained(join(dir, 'text_encoder'), rt),
+      AutoencoderKL.fromPretrained(join(dir, 'vae'), rt),
+    ]);
+    return new UnetTrainingData(tokenizer, textEncoder, vae, source, r);
+  }
+
+  /** last_hidden_state [77, D] of a caption, encoded as the pipeline encodes prompts (cached). */
+  async embed(caption: string): Promise<Float32Array> {
+    let hit = this.textCache.get(caption);
+    if (!hit) {
+      const { inputIds } = this.tokenizer.encode(caption);
+      hit = (await this.textEncoder.encode([inputIds])).lastHiddenState.data as Float32Array;
+      if (this.textCache.size >= 50_000) this.textCache.clear();
+      this.textCache.set(caption, hit);
+    }
+    return hit;
+  }
+
+  /**
+   * The feeds of training step `step`: for the clips and for the stills, the noisy latents, timesteps,
+   * text states, fps and the noise to predict. A pure function of (seed, step).
+   */
+  async batch(step: number): Promise<Record<string, HostTensor>> {
+    const { batchSize: b, images } = this.r;
+    const rng = indexedGenerator(this.r.seed, RNG_PURPOSE, step);
+    const u = rng.uniform(2 * (b + images));
+    const clips = await this.part(step * b, b, this.r.frames, u.subarray(0, 2 * b));
+    const stills = await this.part(IMAGE_INDEX_OFFSET + step * images, images, 1, u.subarray(2 * b));
+    const x0 = await this.encodeLatents([clips, stills], rng);
+    const noise = rng.normal(x0.length);
+    const split = this.latentShape.reduce((x, y) => x * y, 1);
+    const feeds = this.feeds('', clips, this.latentShape, x0.subarray(0, split), noise.subarray(0, split));
+    if (images > 0)
+      Object.assign(
+        feeds,
+        this.feeds('image_', stills, this.imageShape, x0.subarray(split), noise.subarray(split)),
+      );
+    return feeds;
+  }
+
+  private feeds(
+    prefix: string,
+    p: Part,
+    shape: number[],
+    x0: Float32Array,
+    noise: Float32Array,
+  ): Record<string, HostTensor> {
+    const noisy = this.schedule.addNoise(x0, noise, p.timesteps);
+    return {
+      [`${prefix}noisy`]: hostTensor(noisy, shape),
+      [`${prefix}timestep`]: hostTensor(Float32Array.from(p.timesteps), [p.count]),
+      [`${prefix}context`]: hostTensor(p.context, [p.count, this.tokens, this.textHidden]),
+      [`${prefix}fps`]: hostTensor(new Float32Array(p.count).fill(this.r.fps), [p.count]),
+      [`${prefix}noise`]: hostTensor(noise.slice(), shape),
+    };
+  }
+
+  /** `count` samples from index `first` on; `u` holds 2·count uniforms (caption dropout, timestep). */
+  private async part(first: number, count: number, frames: number, u: Float32Array): Promise<Part> {
+    const { width, height } = this.r;
+    const pixels = new Float32Array(count * frames * 3 * width * height);
+    const context = new Float32Array(count * this.tokens * this.textHidden);
+    const timesteps: number[] = [];
+    const T = this.schedule.config.numTrainTimesteps;
+    for (let i = 0; i < count; i++) {
+      const clip = await this.source(first + i, { width, height, frames, imageMode: frames === 1 });
+      checkClip(clip, frames, width, height);
+      pixels.set(toFloatCHW(clip.frames, width, height), i * frames * 3 * width * height);
+      const caption = u[i]! < this.r.captionDropout ? '' : clip.caption;
+      context.set(await this.embed(caption), i * this.tokens * this.textHidden);
+      timesteps.push(Math.min(T - 1, Math.floor(u[count + i]! * T)));
+    }
+    return { count, frames, pixels, context, timesteps };
+  }
+
+  /** One VAE run over every frame; posterior samples × scaling_factor as [N, C, F, h, w] per part. */
+  private async encodeLatents(parts: Part[], rng: Generator): Promise<Float32Array> {
+    const [, c, , h, w] = this.latentShape;
+    const n = parts.reduce((s, p) => s + p.count * p.frames, 0);
+    const pixels = new Float32Array(n * 3 * this.r.width * this.r.height);
+    let at = 0;
+    for (const p of parts) {
+      pixels.set(p.pixels, at);
+      at += p.pixels.length;
+    }
+    const post = await this.vae.encode(hostTensor(pixels, [n, 3, this.r.height, this.r.width]));
+    const mean = post.mean.data as Float32Array;
+    const std = post.std.data as Float32Array;
+    const eps = rng.normal(mean.length);
+    const scale = this.vae.config.scalingFactor;
+    const out = new Float32Array(mean.length);
+    const hw = h * w;
+    let base = 0;
+    for (const { count, frames: f } of parts) {
+      for (let bi = 0; bi < count; bi++)
+        for (let fi = 0; fi < f; fi++)
+          for (let ci = 0; ci < c; ci++) {
+            const from = base + ((bi * f + fi) * c + ci) * hw;
+            const to = base + ((bi * c + ci) * f + fi) * hw;
+            for (let k = 0; k < hw; k++)
+              out[to + k] = (mean[from + k]! + std[from + k]! * eps[from + k]!) * scale;
+          }
+      base += count * f * c * hw;
+    }
+    return out;
+  }
+}
+
+function checkClip(clip: TrainingClip, frames: number, width: number, height: number): void {
+  if (clip.frames.length !== frames)
+    throw new Error(`unet stage: the data source gave ${clip.frames.length} frames, expected ${frames}`);
+  for (const fr of clip.frames) {
+    if (fr.length !== width * height * 3)
+      throw new Error(`unet stage: a frame has ${fr.length} bytes, expected ${width}×${height}×3`);
+  }
+}
+
+/** The UNet the stage trains (config checked against the text encoder width). */
+export function buildUnet(
+  config: Readonly<Record<string, unknown>>,
+  textHidden: number,
+): UNet3DConditionModel {
+  const unet = UNet3DConditionModel.fromConfig({ ...config });
+  if (unet.config.crossAttentionDim !== textHidden)
+    throw new Error(
+      `unet stage: cross_attention_dim ${unet.config.crossAttentionDim} differs from the text encoder's hidden size ${textHidden}`,
+    );
+  if (!unet.config.fpsCond) throw new Error('unet stage: the UNet config must set fps_cond: true');
+  return unet;
+}
+
+/**
+ * The forward+backward program: MSE between predicted and true noise, averaged per sample over the clips and
+ * the stills (both through the same UNet weights).
+ */
+export function unetGradStep(
+  unet: UNet3DConditionModel,
+  data: UnetTrainingData,
+  threads = 0,
+): Promise<GradStep> {
+  const parts = [{ prefix: '', shape: data.latentShape }];
+  if (data.imageShape[0] > 0) parts.push({ prefix: 'image_', shape: data.imageShape });
+  const total = parts.reduce((s, p) => s + p.shape[0], 0);
+  const specs = parts.flatMap(({ prefix, shape }) => [
+    { name: `${prefix}noisy`, shape },
+    { name: `${prefix}timestep`, shape: [shape[0]] },
+    { name: `${prefix}context`, shape: [shape[0], data.tokens, data.textHidden] },
+    { name: `${prefix}fps`, shape: [shape[0]] },
+    { name: `${prefix}noise`, shape },
+  ]);
+  return GradStep.create(
+    (x) => {
+      const losses = parts.map(({ prefix, shape }) => {
+        const eps = unet.forward(x[`${prefix}noisy`]!, x[`${prefix}timestep`]!, x[`${prefix}context`]!, {
+          fps: x[`${prefix}fps`]!,
+        });
+        const d = op.sub(eps, x[`${prefix}noise`]!);
+        return op.mul(op.mean(op.mul(d, d), [0, 1, 2, 3, 4]), shape[0] / total);
+      });
+      return losses.reduce((a, l) => op.add(a, l));
+    },
+    specs,
+    threads > 0 ? { threads } : {},
+  );
+}
+
+/** The frozen components the UNet is trained against. */
+const CONDITIONING_COMPONENTS = ['tokenizer', 'text_encoder', 'vae'] as const;
+
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'vocab.json',
+  'merges.txt',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+];
+
+/** The files that define a component: the tokenizer's files, or a model's config.json and weights file. */
+function definingFiles(dir: string, component: string): string[] {
+  if (component === 'tokenizer') return TOKENIZER_FILES.map((f) => join(dir, f)).filter((f) => existsSync(f));
+  return [join(dir, 'config.json'), findWeightsFile(dir)];
+}
+
+/**
+ * SHA-256 (first 16 hex digits) over each conditioning component's defining files (names and bytes): a UNet
+ * only works with the exact VAE and text encoder it was trained against.
+ */
+export function componentFingerprints(pipelineDir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const c of CONDITIONING_COMPONENTS) {
+    const dir = join(pipelineDir, c);
+    if (!existsSync(dir))
+      throw new Error(
+        `unet stage: ${pipelineDir} has no ${c}/ folder (train and export the CLIP and VAE stages first)`,
+      );
+    const hash = createHash('sha256');
+    for (const file of definingFiles(dir, c)) hash.update(`${basename(file)}\0`).update(readFileSync(file));
+    out[c] = hash.digest('hex').slice(0, 16);
+  }
+  return out;
+}
+
+/** Refuses to export a UNet into a folder whose VAE / tokenizer / text encoder differ from its training. */
+function checkSameComponents(pipelineDir: string, trainedWith: unknown): void {
+  const now = componentFingerprints(pipelineDir);
+  const saved = (trainedWith ?? {}) as Record<string, unknown>;
+  const changed = CONDITIONING_COMPONENTS.filter((c) => saved[c] !== now[c]);
+  if (changed.length > 0)
+    throw new Error(
+      `unet export: ${pipelineDir}'s ${changed.join(', ')} differ from the one(s) the UNet was trained with ` +
+        `(fingerprints now ${JSON.stringify(now)}, at training ${JSON.stringify(saved)}); retrain the UNet ` +
+        'against the current components or restore them',
+    );
+}
+
+/** Wraps the batch builder to print the measured seconds per step once a few steps have run. */
+function measured(
+  opts: StageOptions,
+  batch: (step: number) => Promise<Record<string, HostTensor>>,
+): (step: number) => Promise<Record<string, HostTensor>> {
+  const starts: number[] = [];
+  return (step) => {
+    starts.push(performance.now());
+    if (starts.length === 6) {
+      const perStep = (starts[5]! - starts[1]!) / 4000;
+      const left = Math.max(0, opts.steps - step);
+      logLine(
+        opts,
+        `unet: measured ${perStep.toFixed(2)} s/step (data + forward/backward + AdamW); ` +
+          `${left} steps left ≈ ${formatDuration(left * perStep)}`,
+      );
+    }
+    return batch(step);
+  };
+}
+
+/** The `kinema train unet` stage; `settings` override the data and model (tests use tiny ones). */
+export function createUnetStage(settings: UnetStageSettings = {}): StageDefinition {
+  return {
+    name: 'unet',
+    summary: 'UNet3D (FPS-conditioned) on VAE latents of the world, text from the trained CLIP encoder',
+    defaults: { steps: 8000, batch: 4, lr: 2e-4, checkpointEvery: 50 },
+    run: (opts) => runUnetStage(settings, opts),
+  };
+}
+
+export const unetStage = createUnetStage();
+
+async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<StageResult> {
+  const r = resolveSettings(s, opts.batch, opts.seed);
+  const dir = s.componentsDir ?? opts.exportDir ?? DEFAULT_MODEL_DIR;
+  const trainedWith = componentFingerprints(dir);
+  const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
+  const config = { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG) };
+  const unet = buildUnet(config, data.textHidden);
+  const t0 = performance.now();
+  const step = await unetGradStep(unet, data, opts.threads);
+  logLine(
+    opts,
+    `unet: ${(unet.parameterCount() / 1e6).toFixed(2)} M parameters, batch ${data.latentShape.join('×')} latents ` +
+      `(${r.frames} frames of ${r.width}×${r.height}) + ${r.images} stills, components from ${dir}; ` +
+      `program compiled in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  const outcome = await runTraining({
+    opts,
+    label: 'unet',
+    model: unet,
+    step,
+    batch: measured(opts, (i) => data.batch(i)),
+    warmupSteps: s.warmupSteps ?? 200,
+    weightDecay: 0.01,
+    clipNorm: 1,
+    ema: { decay: s.emaDecay ?? 0.999, warmup: true },
+    extra: { stage: 'unet', unet_config: config, data: { ...r }, components: trainedWith },
+  });
+  const exported: string[] = [];
+  if (outcome.completed && opts.exportDir) {
+    checkSameComponents(opts.exportDir, trainedWith);
+    exportUnetPipeline(opts.exportDir, config, outcome.finalParams);
+    exported.push(join(opts.exportDir, 'unet'), join(opts.exportDir, 'scheduler'));
+  }
+  const steps = outcome.history.losses.length;
+  const metrics = await writeRunReport(opts, 'UNet3D noise-prediction MSE', outcome.history, {
+    parameters: unet.parameterCount(),
+    frames: r.frames,
+    images_per_step: r.images,
+    seconds_per_step: steps > 0 ? Math.round((outcome.history.totalSeconds / steps) * 1000) / 1000 : null,
+  });
+  return {
+    completed: outcome.completed,
+    step: outcome.result.endStep,
+    losses: outcome.history.losses,
+    metrics,
+    exported,
+  };
+}
+
+/**
+ * Writes `pipelineDir/unet` (fp16 EMA weights + config.json), `pipelineDir/scheduler/scheduler_config.json`
+ * (DDIM on the training betas) and `pipelineDir/model_index.json`.
+ */
+export function exportUnetPipeline(
+  pipelineDir: string,
+  config: Readonly<Record<string, unknown>>,
+  weights: StateDict,
+): void {
+  const module = UNet3DConditionModel.fromConfig({ ...config });
+  exportComponent(join(pipelineDir, 'unet'), {
+    config: { ...config },
+    stateDict: weights,
+    module,
+    weightsBasename: 'diffusion_pytorch_model',
+  });
+  mkdirSync(join(pipelineDir, 'scheduler'), { recursive: true });
+  writeJsonAtomic(join(pipelineDir, 'scheduler', 'scheduler_config.json'), DEFAULT_SCHEDULER_CONFIG);
+  writeJsonAtomic(join(pipelineDir, 'model_index.json'), DEFAULT_MODEL_INDEX);
+}
+
+/** Exports the EMA weights of a run's latest checkpoint (`out/checkpoints`) into `pipelineDir`; returns its step. */
+export function exportUnetCheckpoint(out: string, pipelineDir: string): number {
+  const ckpt = loadLatestCheckpoint(join(out, 'checkpoints'));
+  if (!ckpt) throw new Error(`unet export: no checkpoint in ${join(out, 'checkpoints')} (train first)`);
+  const config = ckpt.extra?.['unet_config'];
+  if (
+    ckpt.extra?.['stage'] !== 'unet' ||
+    typeof config !== 'object' ||
+    config === null ||
+    Array.isArray(config)
+  )
+    throw new Error(`unet export: ${ckpt.path} is not a UNet stage checkpoint`);
+  checkSameComponents(pipelineDir, ckpt.extra['components']);
+  exportUnetPipeline(
+    pipelineDir,
+    config as Record<string, unknown>,
+    ckpt.ema ? ckpt.ema.stateDict() : ckpt.params,
+  );
+  return ckpt.step;
+}

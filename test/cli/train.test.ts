@@ -1,0 +1,93 @@
+// `kinema train`: registered in the CLI with a help text listing the stages, bad options and unknown stages
+// fail with clear messages, defaults come from the stage, and a tiny stage runs end to end from the flags.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { CommanderError } from 'commander';
+import { findStage, stageOptions, trainCommand, TRAINING_STAGES } from '../../src/cli/train.js';
+import { createVaeStage, DEFAULT_VAE_CONFIG } from '../../src/training/stages/vae.js';
+
+function command(stages = TRAINING_STAGES) {
+  const errors: string[] = [];
+  const cmd = trainCommand(stages)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => errors.push(s), writeOut: () => undefined });
+  return { cmd, errors };
+}
+
+test('kinema train --help lists the stages and the options', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'train', '--help'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  for (const s of ['clip', 'vae', '--steps', '--batch', '--lr', '--seed', '--threads', '--export', '--out'])
+    assert.ok(r.stdout.includes(s), `help mentions ${s}:\n${r.stdout}`);
+});
+
+test('bad options and unknown stages are rejected with messages naming them', async () => {
+  for (const [args, message] of [
+    [['clip', '--steps', '0'], /--steps must be an integer ≥ 1, got '0'/],
+    [['clip', '--batch', '2.5'], /--batch must be an integer ≥ 1, got '2.5'/],
+    [['vae', '--lr', 'fast'], /--lr must be a positive number, got 'fast'/],
+    [['vae', '--bogus'], /unknown option '--bogus'/],
+    [[], /missing required argument 'stage'/],
+  ] as const) {
+    const { cmd, errors } = command();
+    await assert.rejects(cmd.parseAsync([...args], { from: 'user' }), CommanderError);
+    assert.match(errors.join(''), message);
+  }
+  const { cmd } = command();
+  await assert.rejects(
+    cmd.parseAsync(['unet3', '--steps', '1'], { from: 'user' }),
+    /unknown training stage 'unet3' \(stages: clip, vae/,
+  );
+});
+
+test('stage options take the stage defaults unless a flag overrides them', () => {
+  const clip = findStage('clip');
+  const o = stageOptions(clip, { seed: 3, batch: 8, export: 'models/x' });
+  assert.equal(o.out, resolve('runs/clip'));
+  assert.equal(o.steps, clip.defaults.steps);
+  assert.equal(o.lr, clip.defaults.lr);
+  assert.equal(o.batch, 8);
+  assert.equal(o.seed, 3);
+  assert.equal(o.exportDir, resolve('models/x'));
+  assert.equal(o.threads, undefined);
+});
+
+test('a tiny stage runs from the command line flags and writes its outputs', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-train-cli-'));
+  try {
+    const tiny = createVaeStage({
+      config: {
+        ...DEFAULT_VAE_CONFIG,
+        down_block_types: ['DownEncoderBlock2D'],
+        up_block_types: ['UpDecoderBlock2D'],
+        block_out_channels: [4],
+        norm_num_groups: 2,
+        sample_size: 8,
+      },
+      evalFrames: 2,
+    });
+    const { cmd } = command([tiny]);
+    const out = join(root, 'run');
+    await cmd.parseAsync(
+      ['vae', '--steps', '3', '--batch', '2', '--out', out, '--export', join(root, 'pipe'), '--threads', '1'],
+      {
+        from: 'user',
+      },
+    );
+    const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+    assert.equal(metrics.steps, 3);
+    assert.equal(metrics.batch, 2);
+    assert.ok(existsSync(join(out, 'loss.png')));
+    assert.ok(existsSync(join(out, 'checkpoints', 'latest.json')));
+    assert.ok(existsSync(join(root, 'pipe', 'vae', 'diffusion_pytorch_model.safetensors')));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

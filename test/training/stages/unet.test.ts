@@ -1,0 +1,200 @@
+// The UNet stage on a tiny config with the tiny parity text encoder and VAE: the loss falls, a run stopped
+// half way resumes onto the identical loss curve, and the export is a loadable fp16 diffusers folder.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { SafetensorsFile } from '../../../src/io/safetensors.js';
+import { f16ToF32, f32ToF16 } from '../../../src/io/half.js';
+import { loadLatestCheckpoint } from '../../../src/training/checkpoint.js';
+import { UNet3DConditionModel } from '../../../src/models/unet3d/unet3d.js';
+import { TextToVideoPipeline } from '../../../src/pipelines/text_to_video.js';
+import { createUnetStage, exportUnetCheckpoint } from '../../../src/training/stages/unet.js';
+import type { ClipSource, UnetStageSettings } from '../../../src/training/stages/unet.js';
+import type { StageOptions } from '../../../src/training/stages/common.js';
+
+const FIX = resolve(process.cwd(), '../shared/fixtures/parity');
+
+const TINY_UNET = {
+  _class_name: 'UNet3DConditionModel',
+  attention_head_dim: 4,
+  block_out_channels: [8, 16],
+  cross_attention_dim: 32,
+  down_block_types: ['CrossAttnDownBlock3D', 'DownBlock3D'],
+  up_block_types: ['UpBlock3D', 'CrossAttnUpBlock3D'],
+  layers_per_block: 1,
+  norm_num_groups: 4,
+  sample_size: 8,
+  fps_cond: true,
+};
+
+const COLOURS: Record<string, [number, number, number]> = { red: [230, 30, 30], green: [30, 200, 40] };
+
+/** A 4×4 square of one colour moving left or right over a grey background (stills in image mode). */
+const squares: ClipSource = (index, { width, height, frames, imageMode }) => {
+  const colour = index % 2 === 0 ? 'red' : 'green';
+  const dir = Math.floor(index / 2) % 2 === 0 ? 1 : -1;
+  const rgb = COLOURS[colour]!;
+  const out: Uint8Array[] = [];
+  for (let f = 0; f < frames; f++) {
+    const img = new Uint8Array(width * height * 3).fill(128);
+    const x0 = imageMode ? (index * 5 + f * 3) % (width - 4) : 6 + dir * 2 * f;
+    for (let y = 6; y < 10; y++)
+      for (let x = x0; x < x0 + 4; x++) img.set(rgb, (y * width + ((x + width) % width)) * 3);
+    out.push(img);
+  }
+  const caption = imageMode ? `a ${colour} square` : `a ${colour} square moves ${dir > 0 ? 'right' : 'left'}`;
+  return { caption, frames: out };
+};
+
+function componentsDir(root: string): string {
+  const dir = join(root, 'components');
+  mkdirSync(dir);
+  for (const c of ['tokenizer', 'text_encoder', 'vae']) symlinkSync(join(FIX, c), join(dir, c));
+  return dir;
+}
+
+/** Collects the stage's log lines instead of printing them. */
+function quietLog(lines: string[]): StageOptions['log'] {
+  return { write: (chunk: string) => (lines.push(chunk), true) };
+}
+
+test('UNet stage: loss falls, a stopped run resumes exactly, the export loads as a pipeline', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const settings: UnetStageSettings = {
+      componentsDir: componentsDir(root),
+      source: squares,
+      frames: 4,
+      width: 16,
+      height: 16,
+      warmupSteps: 5,
+      images: 1,
+      unetConfig: TINY_UNET,
+    };
+    const stage = createUnetStage(settings);
+    const lines: string[] = [];
+    const base: StageOptions = {
+      out: join(root, 'full'),
+      steps: 40,
+      batch: 2,
+      lr: 3e-3,
+      seed: 7,
+      checkpointEvery: 10,
+      log: quietLog(lines),
+    };
+    const full = await stage.run(base);
+    assert.equal(full.completed, true);
+    assert.equal(full.losses.length, 40);
+    assert.match(lines.join(''), /measured \d+\.\d+ s\/step/);
+    assert.ok(existsSync(join(base.out, 'loss.png')));
+    const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const first = mean(full.losses.slice(0, 8));
+    const last = mean(full.losses.slice(-8));
+    assert.ok(last < 0.7 * first, `loss should fall: first ${first}, last ${last}`);
+
+    const split = { ...base, out: join(root, 'split') };
+    let calls = 0;
+    const part1 = await stage.run({ ...split, shouldStop: () => ++calls >= 13 });
+    assert.equal(part1.completed, false);
+    assert.equal(part1.step, 13);
+    const part2 = await stage.run(split);
+    assert.equal(part2.completed, true);
+    assert.deepEqual(part2.losses, full.losses, 'resumed loss curve must be identical');
+
+    // Export: EMA weights in fp16, plus the scheduler and model_index of the pipeline folder — only into a
+    // folder holding the very components the UNet was trained with.
+    const model = join(root, 'model');
+    mkdirSync(join(model, 'vae'), { recursive: true });
+    for (const c of ['tokenizer', 'text_encoder']) symlinkSync(join(FIX, c), join(model, c));
+    const vaeWeights = 'diffusion_pytorch_model.safetensors';
+    symlinkSync(join(FIX, 'vae', vaeWeights), join(model, 'vae', vaeWeights));
+    const vaeConfig = JSON.parse(readFileSync(join(FIX, 'vae', 'config.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    writeFileSync(join(model, 'vae', 'config.json'), JSON.stringify({ ...vaeConfig, scaling_factor: 0.5 }));
+    assert.throws(
+      () => exportUnetCheckpoint(base.out, model),
+      /vae differ from the one\(s\) the UNet was trained with/,
+    );
+    rmSync(join(model, 'vae', 'config.json'));
+    symlinkSync(join(FIX, 'vae', 'config.json'), join(model, 'vae', 'config.json'));
+    assert.equal(exportUnetCheckpoint(base.out, model), 40);
+    const ema = loadLatestCheckpoint(join(base.out, 'checkpoints'))!.ema!.stateDict();
+    const file = SafetensorsFile.open(join(model, 'unet', 'diffusion_pytorch_model.safetensors'));
+    try {
+      const name = 'conv_out.weight';
+      assert.equal(file.info(name).dtype, 'F16');
+      assert.deepEqual(file.readFloat32(name), f16ToF32(f32ToF16(ema.get(name)!)));
+    } finally {
+      file.close();
+    }
+    const index = JSON.parse(readFileSync(join(model, 'model_index.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    assert.deepEqual(index['unet'], ['diffusers', 'UNet3DConditionModel']);
+    const unet = await UNet3DConditionModel.fromPretrained(join(model, 'unet'));
+    assert.equal(unet.config.fpsCond, true);
+    const pipe = await TextToVideoPipeline.fromPretrained(model);
+    assert.equal(pipe.components.scheduler.constructor.name, 'DDIMScheduler');
+    let frames = 0;
+    for await (const e of pipe.generate({
+      prompt: 'a red square moves left',
+      numFrames: 2,
+      height: 16,
+      width: 16,
+      numInferenceSteps: 2,
+    }))
+      if (e.kind === 'done') frames = e.frames.length;
+    assert.equal(frames, 2);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('UNet stage: a mismatched text encoder width or missing components fail with a clear message', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const settings: UnetStageSettings = {
+      componentsDir: componentsDir(root),
+      source: squares,
+      width: 16,
+      height: 16,
+      unetConfig: TINY_UNET,
+    };
+    const opts: StageOptions = {
+      out: join(root, 'run'),
+      steps: 1,
+      batch: 1,
+      lr: 1e-3,
+      seed: 0,
+      checkpointEvery: 1,
+    };
+    await assert.rejects(
+      createUnetStage({ ...settings, unetConfig: { ...TINY_UNET, cross_attention_dim: 64 } }).run(opts),
+      /cross_attention_dim 64 differs from the text encoder's hidden size 32/,
+    );
+    await assert.rejects(
+      createUnetStage({ ...settings, componentsDir: join(root, 'nothing') }).run(opts),
+      /has no tokenizer\/ folder/,
+    );
+    await assert.rejects(
+      createUnetStage({ ...settings, width: 15 }).run(opts),
+      /not divisible by the VAE factor/,
+    );
+    assert.throws(() => exportUnetCheckpoint(join(root, 'run'), join(root, 'm')), /no checkpoint/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
