@@ -5,13 +5,13 @@ import { ConfigReader, readBaseConfig } from './config.js';
 import {
   alphasCumprodFromBetas,
   batchSliceLength,
-  checkInferenceSteps,
+  inferenceTimesteps,
+  trainTimesteps,
   checkSameLength,
   checkTrainTimestep,
   f32,
   makeBetas,
   resolveNoise,
-  spacedTimesteps,
   sqrtF32,
   type BaseSchedulerConfig,
   type Scheduler,
@@ -58,10 +58,7 @@ export class DDIMScheduler implements Scheduler {
     this.betas = makeBetas(config);
     this.alphasCumprod = alphasCumprodFromBetas(this.betas);
     this.finalAlphaCumprod = config.setAlphaToOne ? 1.0 : (this.alphasCumprod[0] as number);
-    this.timesteps = Array.from(
-      { length: config.numTrainTimesteps },
-      (_, i) => config.numTrainTimesteps - 1 - i,
-    );
+    this.timesteps = trainTimesteps(config.numTrainTimesteps);
   }
 
   static fromConfig(raw: Record<string, unknown>): DDIMScheduler {
@@ -69,15 +66,8 @@ export class DDIMScheduler implements Scheduler {
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const c = this.config;
-    checkInferenceSteps(numInferenceSteps, c.numTrainTimesteps);
+    this.timesteps = inferenceTimesteps(this.config, numInferenceSteps);
     this.numInferenceSteps = numInferenceSteps;
-    this.timesteps = spacedTimesteps(
-      c.timestepSpacing,
-      c.numTrainTimesteps,
-      numInferenceSteps,
-      c.stepsOffset,
-    );
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {

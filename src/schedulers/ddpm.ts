@@ -5,13 +5,13 @@ import { ConfigReader, readBaseConfig } from './config.js';
 import { addNoiseWithAlphasCumprod } from './ddim.js';
 import {
   alphasCumprodFromBetas,
-  checkInferenceSteps,
+  inferenceTimesteps,
+  trainTimesteps,
   checkSameLength,
   checkTrainTimestep,
   f32,
   makeBetas,
   resolveNoise,
-  spacedTimesteps,
   sqrtF32,
   torchExpF32,
   type BaseSchedulerConfig,
@@ -64,10 +64,7 @@ export class DDPMScheduler implements Scheduler {
     this.config = config;
     this.betas = makeBetas(config, true);
     this.alphasCumprod = alphasCumprodFromBetas(this.betas);
-    this.timesteps = Array.from(
-      { length: config.numTrainTimesteps },
-      (_, i) => config.numTrainTimesteps - 1 - i,
-    );
+    this.timesteps = trainTimesteps(config.numTrainTimesteps);
   }
 
   static fromConfig(raw: Record<string, unknown>): DDPMScheduler {
@@ -75,15 +72,8 @@ export class DDPMScheduler implements Scheduler {
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const c = this.config;
-    checkInferenceSteps(numInferenceSteps, c.numTrainTimesteps);
+    this.timesteps = inferenceTimesteps(this.config, numInferenceSteps);
     this.numInferenceSteps = numInferenceSteps;
-    this.timesteps = spacedTimesteps(
-      c.timestepSpacing,
-      c.numTrainTimesteps,
-      numInferenceSteps,
-      c.stepsOffset,
-    );
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {

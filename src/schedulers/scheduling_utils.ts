@@ -355,3 +355,17 @@ export class SeededNormalNoise implements NoiseSource {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/** All training timesteps, largest first (the schedule before `setTimesteps`). */
+export function trainTimesteps(numTrainTimesteps: number): number[] {
+  return Array.from({ length: numTrainTimesteps }, (_, i) => numTrainTimesteps - 1 - i);
+}
+
+/** The checked inference schedule of DDIM/DDPM: `timestep_spacing` over the training steps, plus `steps_offset`. */
+export function inferenceTimesteps(
+  c: { timestepSpacing: TimestepSpacing; numTrainTimesteps: number; stepsOffset: number },
+  numInferenceSteps: number,
+): number[] {
+  checkInferenceSteps(numInferenceSteps, c.numTrainTimesteps);
+  return spacedTimesteps(c.timestepSpacing, c.numTrainTimesteps, numInferenceSteps, c.stepsOffset);
+}
