@@ -39,6 +39,7 @@ export interface TrainFlags {
   threads?: number;
   checkpointEvery?: number;
   export?: string;
+  init?: string;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -65,6 +66,7 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     checkpointEvery: flags.checkpointEvery ?? d.checkpointEvery,
     ...(flags.threads !== undefined && { threads: flags.threads }),
     ...(flags.export !== undefined && { exportDir: resolve(flags.export) }),
+    ...(flags.init !== undefined && { init: resolve(flags.init) }),
   };
 }
 
@@ -116,6 +118,10 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
     .option(
       '--export <dir>',
       'pipeline folder (e.g. models/default) to write the trained component(s) into, fp16',
+    )
+    .option(
+      '--init <checkpoint>',
+      "start a new run from another run's checkpoint of the same stage (fine-tuning; EMA weights when saved)",
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

@@ -80,6 +80,8 @@ export interface TrainOptions {
   readonly onStep?: (info: { step: number; loss: number; lr: number; gradNorm: number }) => boolean | void;
   /** Extra metadata saved in checkpoints (e.g. the model config). */
   readonly extra?: Record<string, unknown>;
+  /** Starting parameters of a new run (fine-tuning); ignored when resuming from a checkpoint. */
+  readonly initParams?: StateDict;
 }
 
 export interface TrainResult {
@@ -92,8 +94,12 @@ export interface TrainResult {
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const resumed = opts.checkpointDir ? loadLatestCheckpoint(opts.checkpointDir) : null;
-  const params: StateDict = resumed ? resumed.params : opts.model.initParameters(opts.seed ?? 0);
-  if (resumed) opts.model.validateStateDict(params);
+  const params: StateDict = resumed
+    ? resumed.params
+    : opts.initParams
+      ? new Map([...opts.initParams].map(([k, v]) => [k, v.slice()]))
+      : opts.model.initParameters(opts.seed ?? 0);
+  if (resumed || opts.initParams) opts.model.validateStateDict(params);
   const optimizer = resumed?.optimizer ?? new AdamW(opts.optimizer);
   const ema = opts.ema ? (resumed?.ema ?? new EMA(params, opts.ema)) : undefined;
   const startStep = resumed?.step ?? 0;

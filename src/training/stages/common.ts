@@ -10,6 +10,7 @@ import type { Module, StateDict } from '../../nn/module.js';
 import { SafetensorsFile, writeFileAtomic } from '../../io/safetensors.js';
 import { Progress, type ProgressStream } from '../../cli/progress.js';
 import { GradStep, train, type TrainResult } from '../trainer.js';
+import { loadCheckpoint } from '../checkpoint.js';
 import { cosineWithWarmup } from '../lr_schedule.js';
 import { writeLossCurvePng } from '../loss_plot.js';
 import { writeJsonAtomic } from '../export.js';
@@ -29,6 +30,11 @@ export interface StageOptions {
   /** Pipeline folder (e.g. models/default) to write the trained component(s) into, as fp16. */
   readonly exportDir?: string;
   readonly checkpointEvery: number;
+  /**
+   * A checkpoint of the same stage (e.g. another run's ckpt-N.safetensors) whose weights (its EMA weights when
+   * it has them) start a new run: fine-tuning. Ignored when the run resumes from its own checkpoints.
+   */
+  readonly init?: string;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
@@ -223,11 +229,39 @@ export function checkResumable(out: string, setup: Record<string, unknown>): voi
   }
 }
 
+/**
+ * The starting weights of a fine-tuning run (`opts.init`): the EMA (else raw) parameters of a checkpoint made
+ * by the same stage with the same model config. Returns undefined when the run already has checkpoints.
+ */
+function initialWeights(opts: StageOptions, run: TrainingRun): StateDict | undefined {
+  if (existsSync(join(opts.out, 'checkpoints', 'latest.json'))) return undefined;
+  const path = opts.init!;
+  if (!existsSync(path)) throw new Error(`--init: ${path} does not exist`);
+  const ckpt = loadCheckpoint(path);
+  const identity = Object.keys(run.extra ?? {}).filter((k) => k === 'stage' || k.endsWith('_config'));
+  for (const key of identity) {
+    const want = run.extra?.[key];
+    if (JSON.stringify(ckpt.extra?.[key]) !== JSON.stringify(want))
+      throw new Error(
+        `--init: ${path} was made with a different ${key} (${JSON.stringify(ckpt.extra?.[key])}, ` +
+          `this run: ${JSON.stringify(want)})`,
+      );
+  }
+  const weights = ckpt.ema ? ckpt.ema.stateDict() : ckpt.params;
+  run.model.validateStateDict(weights);
+  logLine(
+    opts,
+    `${run.label}: starting from the ${ckpt.ema ? 'EMA ' : ''}weights of ${path} (step ${ckpt.step})`,
+  );
+  return weights;
+}
+
 /** Trains (or resumes) with AdamW, warmup + cosine LR, checkpoints, a progress bar and the loss history. */
 export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
   const { opts } = run;
   mkdirSync(opts.out, { recursive: true });
   if (run.extra) checkResumable(opts.out, run.extra);
+  const initParams = opts.init ? initialWeights(opts, run) : undefined;
   const history = LossHistory.load(opts.out);
   let bar: LossProgress | null = null;
   let offset = 0;
@@ -246,6 +280,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
     keepLast: 2,
     seed: opts.seed,
     ...(run.extra && { extra: run.extra }),
+    ...(initParams && { initParams }),
     onStep: ({ step, loss }) => {
       if (bar === null) {
         history.truncate(step - 1);

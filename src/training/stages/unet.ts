@@ -1,5 +1,5 @@
 // The default model's UNet stage (`kinema train unet`): a small UNet3DConditionModel with VideoCrafter1 FPS
-// conditioning learns epsilon-prediction (DDPM schedule, MSE) on latent videos of the procedural world.
+// conditioning learns v-prediction (or epsilon; DDPM schedule, MSE) on latent videos of the procedural world.
 // Latents come from the trained VAE (posterior sample × scaling_factor), text conditioning from the trained
 // CLIP text encoder's last_hidden_state (cached per caption); captions become "" with probability 0.1 so that
 // classifier-free guidance works at generation. Joint image–video training: every step trains a batch of
@@ -129,11 +129,19 @@ export interface UnetStageSettings {
   /** FPS conditioning value of the training clips. */
   readonly fps?: number;
   readonly emaDecay?: number;
+  /**
+   * What the UNet learns to predict: 'v_prediction' (default; v = √ᾱ·ε − √(1−ᾱ)·x₀, whose loss weighs the
+   * high-noise steps that decide layout, colour and the agreement between frames) or 'epsilon' (the noise).
+   * Written into the exported scheduler config as prediction_type.
+   */
+  readonly predictionType?: TrainPrediction;
   /** UNet config.json object (default DEFAULT_UNET_CONFIG); cross_attention_dim must match the text encoder. */
   readonly unetConfig?: Readonly<Record<string, unknown>>;
 }
 
-interface Resolved {
+export type TrainPrediction = 'epsilon' | 'v_prediction';
+
+export interface Resolved {
   batchSize: number;
   frames: number;
   width: number;
@@ -142,9 +150,11 @@ interface Resolved {
   captionDropout: number;
   fps: number;
   seed: number;
+  predictionType: TrainPrediction;
 }
 
-function resolveSettings(o: UnetStageSettings, batch: number, seed: number): Resolved {
+/** The stage settings with defaults filled in and checked (`batch` clips per step). */
+export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: number): Resolved {
   const r: Resolved = {
     batchSize: batch,
     frames: o.frames ?? 8,
@@ -154,7 +164,12 @@ function resolveSettings(o: UnetStageSettings, batch: number, seed: number): Res
     captionDropout: o.captionDropout ?? 0.1,
     fps: o.fps ?? 8,
     seed,
+    predictionType: o.predictionType ?? 'v_prediction',
   };
+  if (r.predictionType !== 'epsilon' && r.predictionType !== 'v_prediction')
+    throw new RangeError(
+      `unet stage: predictionType must be 'epsilon' or 'v_prediction', got ${String(r.predictionType)}`,
+    );
   for (const k of ['batchSize', 'frames', 'width', 'height', 'fps'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1)
       throw new RangeError(`unet stage: ${k} must be a positive integer, got ${r[k]}`);
@@ -256,7 +271,7 @@ export class UnetTrainingData {
 
   /**
    * The feeds of training step `step`: for the clips and for the stills, the noisy latents, timesteps,
-   * text states, fps and the noise to predict. A pure function of (seed, step).
+   * text states, fps and the target to predict (noise or v). A pure function of (seed, step).
    */
   async batch(step: number): Promise<Record<string, HostTensor>> {
     const { batchSize: b, images } = this.r;
@@ -289,8 +304,22 @@ export class UnetTrainingData {
       [`${prefix}timestep`]: hostTensor(Float32Array.from(p.timesteps), [p.count]),
       [`${prefix}context`]: hostTensor(p.context, [p.count, this.tokens, this.textHidden]),
       [`${prefix}fps`]: hostTensor(new Float32Array(p.count).fill(this.r.fps), [p.count]),
-      [`${prefix}noise`]: hostTensor(noise.slice(), shape),
+      [`${prefix}target`]: hostTensor(this.target(x0, noise, p.timesteps), shape),
     };
+  }
+
+  /** What the UNet must output: the noise, or v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀ per sample. */
+  private target(x0: Float32Array, noise: Float32Array, timesteps: number[]): Float32Array {
+    if (this.r.predictionType === 'epsilon') return noise.slice();
+    const out = new Float32Array(noise.length);
+    const per = noise.length / timesteps.length;
+    timesteps.forEach((t, b) => {
+      const a = this.schedule.alphasCumprod[t]!;
+      const sa = Math.fround(Math.sqrt(a));
+      const sb = Math.fround(Math.sqrt(1 - a));
+      for (let i = b * per; i < (b + 1) * per; i++) out[i] = sa * noise[i]! - sb * x0[i]!;
+    });
+    return out;
   }
 
   /** `count` samples from index `first` on; `u` holds 2·count uniforms (caption dropout, timestep). */
@@ -368,7 +397,7 @@ export function buildUnet(
 }
 
 /**
- * The forward+backward program: MSE between predicted and true noise, averaged per sample over the clips and
+ * The forward+backward program: MSE between the UNet's output and the target (noise or v), averaged per sample over the clips and
  * the stills (both through the same UNet weights).
  */
 export function unetGradStep(
@@ -384,7 +413,7 @@ export function unetGradStep(
     { name: `${prefix}timestep`, shape: [shape[0]] },
     { name: `${prefix}context`, shape: [shape[0], data.tokens, data.textHidden] },
     { name: `${prefix}fps`, shape: [shape[0]] },
-    { name: `${prefix}noise`, shape },
+    { name: `${prefix}target`, shape },
   ]);
   return GradStep.create(
     (x) => {
@@ -392,7 +421,7 @@ export function unetGradStep(
         const eps = unet.forward(x[`${prefix}noisy`]!, x[`${prefix}timestep`]!, x[`${prefix}context`]!, {
           fps: x[`${prefix}fps`]!,
         });
-        const d = op.sub(eps, x[`${prefix}noise`]!);
+        const d = op.sub(eps, x[`${prefix}target`]!);
         return op.mul(op.mean(op.mul(d, d), [0, 1, 2, 3, 4]), shape[0] / total);
       });
       return losses.reduce((a, l) => op.add(a, l));
@@ -485,7 +514,7 @@ export function createUnetStage(settings: UnetStageSettings = {}): StageDefiniti
 export const unetStage = createUnetStage();
 
 async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<StageResult> {
-  const r = resolveSettings(s, opts.batch, opts.seed);
+  const r = resolveUnetSettings(s, opts.batch, opts.seed);
   const dir = s.componentsDir ?? opts.exportDir ?? DEFAULT_MODEL_DIR;
   const trainedWith = componentFingerprints(dir);
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
@@ -514,16 +543,21 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const exported: string[] = [];
   if (outcome.completed && opts.exportDir) {
     checkSameComponents(opts.exportDir, trainedWith);
-    exportUnetPipeline(opts.exportDir, config, outcome.finalParams);
+    exportUnetPipeline(opts.exportDir, config, outcome.finalParams, r.predictionType);
     exported.push(join(opts.exportDir, 'unet'), join(opts.exportDir, 'scheduler'));
   }
   const steps = outcome.history.losses.length;
-  const metrics = await writeRunReport(opts, 'UNet3D noise-prediction MSE', outcome.history, {
-    parameters: unet.parameterCount(),
-    frames: r.frames,
-    images_per_step: r.images,
-    seconds_per_step: steps > 0 ? Math.round((outcome.history.totalSeconds / steps) * 1000) / 1000 : null,
-  });
+  const metrics = await writeRunReport(
+    opts,
+    `UNet3D ${r.predictionType === 'epsilon' ? 'noise' : 'v'}-prediction MSE`,
+    outcome.history,
+    {
+      parameters: unet.parameterCount(),
+      frames: r.frames,
+      images_per_step: r.images,
+      seconds_per_step: steps > 0 ? Math.round((outcome.history.totalSeconds / steps) * 1000) / 1000 : null,
+    },
+  );
   return {
     completed: outcome.completed,
     step: outcome.result.endStep,
@@ -541,6 +575,7 @@ export function exportUnetPipeline(
   pipelineDir: string,
   config: Readonly<Record<string, unknown>>,
   weights: StateDict,
+  predictionType: TrainPrediction,
 ): void {
   const module = UNet3DConditionModel.fromConfig({ ...config });
   exportComponent(join(pipelineDir, 'unet'), {
@@ -550,7 +585,10 @@ export function exportUnetPipeline(
     weightsBasename: 'diffusion_pytorch_model',
   });
   mkdirSync(join(pipelineDir, 'scheduler'), { recursive: true });
-  writeJsonAtomic(join(pipelineDir, 'scheduler', 'scheduler_config.json'), DEFAULT_SCHEDULER_CONFIG);
+  writeJsonAtomic(join(pipelineDir, 'scheduler', 'scheduler_config.json'), {
+    ...DEFAULT_SCHEDULER_CONFIG,
+    prediction_type: predictionType,
+  });
   writeJsonAtomic(join(pipelineDir, 'model_index.json'), DEFAULT_MODEL_INDEX);
 }
 
@@ -571,6 +609,8 @@ export function exportUnetCheckpoint(out: string, pipelineDir: string): number {
     pipelineDir,
     config as Record<string, unknown>,
     ckpt.ema ? ckpt.ema.stateDict() : ckpt.params,
+    ((ckpt.extra['data'] as { predictionType?: TrainPrediction } | undefined)?.predictionType ??
+      'epsilon') as TrainPrediction,
   );
   return ckpt.step;
 }

@@ -18,9 +18,16 @@ import { f16ToF32, f32ToF16 } from '../../../src/io/half.js';
 import { loadLatestCheckpoint } from '../../../src/training/checkpoint.js';
 import { UNet3DConditionModel } from '../../../src/models/unet3d/unet3d.js';
 import { TextToVideoPipeline } from '../../../src/pipelines/text_to_video.js';
-import { createUnetStage, exportUnetCheckpoint } from '../../../src/training/stages/unet.js';
+import {
+  UnetTrainingData,
+  createUnetStage,
+  exportUnetCheckpoint,
+  resolveUnetSettings,
+  TRAIN_SCHEDULER_CONFIG,
+} from '../../../src/training/stages/unet.js';
 import type { ClipSource, UnetStageSettings } from '../../../src/training/stages/unet.js';
 import type { StageOptions } from '../../../src/training/stages/common.js';
+import { DDPMScheduler } from '../../../src/schedulers/ddpm.js';
 
 const FIX = resolve(process.cwd(), '../shared/fixtures/parity');
 
@@ -80,6 +87,7 @@ test('UNet stage: loss falls, a stopped run resumes exactly, the export loads as
       warmupSteps: 5,
       images: 1,
       unetConfig: TINY_UNET,
+      predictionType: 'epsilon',
     };
     const stage = createUnetStage(settings);
     const lines: string[] = [];
@@ -148,6 +156,7 @@ test('UNet stage: loss falls, a stopped run resumes exactly, the export loads as
     assert.equal(unet.config.fpsCond, true);
     const pipe = await TextToVideoPipeline.fromPretrained(model);
     assert.equal(pipe.components.scheduler.constructor.name, 'DDIMScheduler');
+    assert.equal(pipe.components.scheduler.config.predictionType, 'epsilon');
     let frames = 0;
     for await (const e of pipe.generate({
       prompt: 'a red square moves left',
@@ -194,6 +203,103 @@ test('UNet stage: a mismatched text encoder width or missing components fail wit
       /not divisible by the VAE factor/,
     );
     assert.throws(() => exportUnetCheckpoint(join(root, 'run'), join(root, 'm')), /no checkpoint/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('UNet stage: the v target and the noise target describe the same noisy latents', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const dir = componentsDir(root);
+    const common = { source: squares, frames: 2, width: 16, height: 16, images: 1 };
+    const load = (predictionType: 'epsilon' | 'v_prediction'): Promise<UnetTrainingData> =>
+      UnetTrainingData.load(dir, squares, resolveUnetSettings({ ...common, predictionType }, 2, 3));
+    const [eps, v] = await Promise.all([load('epsilon'), load('v_prediction')]);
+    const alphas = DDPMScheduler.fromConfig({ ...TRAIN_SCHEDULER_CONFIG }).alphasCumprod;
+    for (const prefix of ['', 'image_']) {
+      const a = await eps.batch(5);
+      const b = await v.batch(5);
+      const noisy = b[`${prefix}noisy`]!.data as Float32Array;
+      assert.deepEqual(noisy, a[`${prefix}noisy`]!.data, 'same step, same noisy latents');
+      const ts = Array.from(b[`${prefix}timestep`]!.data as Float32Array);
+      const target = b[`${prefix}target`]!.data as Float32Array;
+      const noise = a[`${prefix}target`]!.data as Float32Array;
+      const per = noisy.length / ts.length;
+      let worst = 0;
+      for (let i = 0; i < noisy.length; i++) {
+        const ac = alphas[ts[Math.floor(i / per)]!]!;
+        // x_t = √ᾱ x0 + √(1−ᾱ) ε and v = √ᾱ ε − √(1−ᾱ) x0  ⇒  ε = √(1−ᾱ) x_t + √ᾱ v
+        const recovered = Math.sqrt(1 - ac) * noisy[i]! + Math.sqrt(ac) * target[i]!;
+        worst = Math.max(worst, Math.abs(recovered - noise[i]!));
+      }
+      assert.ok(worst < 1e-5, `${prefix || 'clip '}noise recovered from v within ${worst}`);
+    }
+    assert.equal(resolveUnetSettings({}, 1, 0).predictionType, 'v_prediction', 'the default');
+    assert.throws(
+      () => resolveUnetSettings({ predictionType: 'sample' as 'epsilon' }, 1, 0),
+      /predictionType must be 'epsilon' or 'v_prediction'/,
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("UNet stage: --init starts a new run from another run's EMA weights (same config only)", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const settings: UnetStageSettings = {
+      componentsDir: componentsDir(root),
+      source: squares,
+      frames: 2,
+      width: 16,
+      height: 16,
+      images: 0,
+      warmupSteps: 1,
+      unetConfig: TINY_UNET,
+      predictionType: 'epsilon',
+    };
+    const lines: string[] = [];
+    const base: StageOptions = {
+      out: join(root, 'a'),
+      steps: 3,
+      batch: 1,
+      lr: 3e-3,
+      seed: 1,
+      checkpointEvery: 3,
+      log: quietLog(lines),
+    };
+    await createUnetStage(settings).run(base);
+    const source = loadLatestCheckpoint(join(base.out, 'checkpoints'))!;
+    const ema = source.ema!.stateDict();
+    // A fine-tuning run with another objective; a vanishing learning rate keeps the weights where they started.
+    const tuned = { ...base, out: join(root, 'b'), steps: 1, lr: 1e-30, init: source.path };
+    await createUnetStage({ ...settings, predictionType: 'v_prediction' }).run(tuned);
+    assert.match(lines.join(''), /starting from the EMA weights of .*ckpt-3\.safetensors \(step 3\)/);
+    const after = loadLatestCheckpoint(join(tuned.out, 'checkpoints'))!;
+    assert.equal(after.step, 1);
+    let worst = 0;
+    for (const [name, w] of ema) {
+      const p = after.params.get(name)!;
+      for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(p[i]! - w[i]!));
+    }
+    assert.ok(worst < 1e-6, `parameters start at the EMA weights (max difference ${worst})`);
+    assert.notDeepEqual(source.params.get('conv_out.weight'), ema.get('conv_out.weight'));
+    // The export tells the sampler what the fine-tuned UNet predicts.
+    exportUnetCheckpoint(tuned.out, settings.componentsDir!);
+    const scheduler = JSON.parse(
+      readFileSync(join(settings.componentsDir!, 'scheduler', 'scheduler_config.json'), 'utf8'),
+    ) as Record<string, unknown>;
+    assert.equal(scheduler['prediction_type'], 'v_prediction');
+    const other = { ...TINY_UNET, layers_per_block: 2 };
+    await assert.rejects(
+      createUnetStage({ ...settings, unetConfig: other }).run({ ...tuned, out: join(root, 'c') }),
+      /--init: .* was made with a different unet_config/,
+    );
+    await assert.rejects(
+      createUnetStage(settings).run({ ...tuned, out: join(root, 'd'), init: join(root, 'missing.st') }),
+      /--init: .*missing\.st does not exist/,
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
