@@ -40,6 +40,8 @@ export interface TrainFlags {
   checkpointEvery?: number;
   export?: string;
   init?: string;
+  stopAfter?: number;
+  predictionType?: string;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -52,6 +54,16 @@ export function findStage(
     throw new Error(`unknown training stage '${name}' (stages: ${stages.map((s) => s.name).join(', ')})`);
   }
   return stage;
+}
+
+const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
+
+function predictionType(stage: StageDefinition, v: string): (typeof PREDICTION_TYPES)[number] {
+  if (stage.name !== 'unet')
+    throw new Error(`--prediction-type applies to the unet stage only, not '${stage.name}'`);
+  const hit = PREDICTION_TYPES.find((t) => t === v);
+  if (!hit) throw new Error(`--prediction-type must be ${PREDICTION_TYPES.join(' or ')}, got '${v}'`);
+  return hit;
 }
 
 /** Stage options from the command-line flags and the stage's defaults. */
@@ -67,6 +79,9 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.threads !== undefined && { threads: flags.threads }),
     ...(flags.export !== undefined && { exportDir: resolve(flags.export) }),
     ...(flags.init !== undefined && { init: resolve(flags.init) }),
+    ...(flags.predictionType !== undefined && {
+      predictionType: predictionType(stage, flags.predictionType),
+    }),
   };
 }
 
@@ -75,9 +90,11 @@ export async function runTrain(
   name: string,
   flags: TrainFlags,
   stages: readonly StageDefinition[] = TRAINING_STAGES,
-): Promise<StageResult> {
+): Promise<StageResult & { interrupted: boolean }> {
   const stage = findStage(name, stages);
+  const options = stageOptions(stage, flags);
   let interrupted = false;
+  let steps = 0;
   const onSigint = (): void => {
     if (interrupted) process.exit(130);
     interrupted = true;
@@ -85,7 +102,13 @@ export async function runTrain(
   };
   process.on('SIGINT', onSigint);
   try {
-    return await stage.run({ ...stageOptions(stage, flags), shouldStop: () => interrupted });
+    // --stop-after counts the steps of this invocation; the run's own step count decides in the stage.
+    const stopAt = flags.stopAfter;
+    const result = await stage.run({
+      ...options,
+      shouldStop: () => interrupted || (stopAt !== undefined && ++steps >= stopAt),
+    });
+    return { ...result, interrupted };
   } finally {
     process.off('SIGINT', onSigint);
   }
@@ -123,12 +146,22 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--init <checkpoint>',
       "start a new run from another run's checkpoint of the same stage (fine-tuning; EMA weights when saved)",
     )
+    .option(
+      '--stop-after <n>',
+      'checkpoint and stop after n steps of this invocation (the LR schedule still follows --steps)',
+      int('--stop-after', 1),
+    )
+    .option(
+      '--prediction-type <type>',
+      'unet stage: what the UNet learns to predict, v_prediction (default) or epsilon',
+    )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {
       const result = await runTrain(name, flags, stages);
       const out = stageOptions(findStage(name, stages), flags).out;
       if (!result.completed) {
-        process.exitCode = 130; // stopped by Ctrl-C after a checkpoint; the progress line says how to resume
+        // Stopped after a checkpoint (Ctrl-C: exit 130; --stop-after: 0); the progress line says how to resume.
+        if (result.interrupted) process.exitCode = 130;
         return;
       }
       process.stderr.write(

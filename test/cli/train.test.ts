@@ -57,6 +57,21 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
   assert.equal(o.seed, 3);
   assert.equal(o.exportDir, resolve('models/x'));
   assert.equal(o.threads, undefined);
+  assert.equal(o.predictionType, undefined);
+  const unet = findStage('unet');
+  assert.equal(stageOptions(unet, { seed: 0, predictionType: 'epsilon' }).predictionType, 'epsilon');
+  assert.throws(
+    () => stageOptions(unet, { seed: 0, predictionType: 'x0' }),
+    /--prediction-type must be epsilon or v_prediction, got 'x0'/,
+  );
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, predictionType: 'epsilon' }),
+    /--prediction-type applies to the unet stage only, not 'clip'/,
+  );
+  assert.equal(
+    stageOptions(clip, { seed: 0, init: 'runs/a/ckpt-1.safetensors' }).init,
+    resolve('runs/a/ckpt-1.safetensors'),
+  );
 });
 
 test('a tiny stage runs from the command line flags and writes its outputs', async () => {
@@ -87,6 +102,16 @@ test('a tiny stage runs from the command line flags and writes its outputs', asy
     assert.ok(existsSync(join(out, 'loss.png')));
     assert.ok(existsSync(join(out, 'checkpoints', 'latest.json')));
     assert.ok(existsSync(join(root, 'pipe', 'vae', 'diffusion_pytorch_model.safetensors')));
+
+    // --stop-after: checkpoint and stop after n steps of this invocation; running again resumes.
+    const staged = join(root, 'staged');
+    const flags = ['vae', '--steps', '3', '--batch', '2', '--out', staged, '--threads', '1'];
+    await command([tiny]).cmd.parseAsync([...flags, '--stop-after', '2'], { from: 'user' });
+    assert.equal(JSON.parse(readFileSync(join(staged, 'checkpoints', 'latest.json'), 'utf8')).step, 2);
+    assert.equal(JSON.parse(readFileSync(join(staged, 'metrics.json'), 'utf8')).steps, 2);
+    assert.equal(process.exitCode ?? 0, 0, '--stop-after is not an interruption');
+    await command([tiny]).cmd.parseAsync(flags, { from: 'user' });
+    assert.equal(JSON.parse(readFileSync(join(staged, 'metrics.json'), 'utf8')).steps, 3);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

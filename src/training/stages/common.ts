@@ -35,6 +35,8 @@ export interface StageOptions {
    * it has them) start a new run: fine-tuning. Ignored when the run resumes from its own checkpoints.
    */
   readonly init?: string;
+  /** unet stage: what the UNet learns to predict (default v_prediction); other stages reject it. */
+  readonly predictionType?: 'epsilon' | 'v_prediction';
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */

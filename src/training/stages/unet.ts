@@ -514,7 +514,11 @@ export function createUnetStage(settings: UnetStageSettings = {}): StageDefiniti
 export const unetStage = createUnetStage();
 
 async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<StageResult> {
-  const r = resolveUnetSettings(s, opts.batch, opts.seed);
+  const r = resolveUnetSettings(
+    { ...s, predictionType: s.predictionType ?? opts.predictionType },
+    opts.batch,
+    opts.seed,
+  );
   const dir = s.componentsDir ?? opts.exportDir ?? DEFAULT_MODEL_DIR;
   const trainedWith = componentFingerprints(dir);
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
