@@ -9,6 +9,7 @@ import { SafetensorsFile } from '../io/safetensors.js';
 import { formatFromPath, writeVideo } from '../io/video/index.js';
 import type { VideoFormat } from '../io/video/index.js';
 import { hostTensor } from '../engine/runtime.js';
+import type { ExecutionProvider } from '../engine/runtime.js';
 import { Progress } from './progress.js';
 import { vocabularyWords } from '../training/data/captions.js';
 
@@ -56,6 +57,7 @@ interface GenerateFlags {
   format?: VideoFormat;
   latents?: string;
   variant?: 'fp16' | 'bf16';
+  device?: ExecutionProvider;
 }
 
 /** Reads `--latents file.safetensors`: a tensor named `latents` of shape [1, C, frames, h, w]. */
@@ -98,6 +100,7 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
   const pipe = await TextToVideoPipeline.fromPretrained(modelDir, {
     ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
     ...(flags.variant ? { variant: flags.variant } : {}),
+    ...(flags.device ? { ep: flags.device } : {}),
   });
   const sample = pipe.components.unet.config.sampleSize;
   const size = (v: number | undefined): number => v ?? (sample ?? 32) * pipe.components.vae.scaleFactor;
@@ -180,6 +183,12 @@ export function generateCommand(): Command {
       "initial latents: a safetensors file with a tensor 'latents' [1, C, frames, h, w]",
     )
     .addOption(new Option('--variant <v>', 'load *.fp16 / *.bf16 weight files').choices(['fp16', 'bf16']))
+    .addOption(
+      new Option(
+        '--device <ep>',
+        "ONNX Runtime execution provider: cpu (default), webgpu (bundled; needs a Vulkan driver on Linux), cuda (needs onnxruntime-node's CUDA EP installed)",
+      ).choices(['cpu', 'webgpu', 'cuda']),
+    )
     .action(async (prompt: string, flags: GenerateFlags) => {
       const out = await runGenerate(prompt, flags);
       process.stderr.write(`wrote ${out}\n`);

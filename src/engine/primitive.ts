@@ -30,6 +30,16 @@ export interface LowerArgs {
   readonly outputAvals: readonly AbstractValue[];
   readonly params: Params;
   readonly sink: OnnxNodeSink;
+  /** How the target execution provider wants some ops lowered. */
+  readonly target: LoweringTarget;
+}
+
+export interface LoweringTarget {
+  /**
+   * Lower attention to ONNX Runtime's fused com.microsoft MultiHeadAttention (default) or to standard
+   * MatMul + Softmax + MatMul (for providers whose fused kernel is missing or wrong).
+   */
+  readonly fusedAttention: boolean;
 }
 
 export interface PrimitiveDef {

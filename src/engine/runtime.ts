@@ -36,6 +36,8 @@ export interface CompileOptions {
   /** Weight values to bake in as initializers (by program input name). */
   readonly initializers?: ReadonlyMap<string, HostData>;
   readonly threads?: number;
+  /** Lower attention to the fused kernel (default: yes, except on webgpu; see emitTarget). */
+  readonly fusedAttention?: boolean;
   /** Force external data (weights in a side file). Chosen automatically above ~1.5 GB of weights. */
   readonly externalData?: boolean;
   /** A key identifying the initializer values, so two weight sets never share a cached session. */
@@ -45,6 +47,34 @@ export interface CompileOptions {
 const EXTERNAL_THRESHOLD = 1.5 * 1024 ** 3;
 
 /** A compiled program: an ORT session plus the program's input/output names. */
+/**
+ * Lowering choices per provider. onnxruntime-node 1.30's WebGPU MultiHeadAttention kernel returns wrong values
+ * once sequences are longer than a few tokens (relative error ~0.1 at 256 tokens, exact at 2; measured against
+ * the CPU provider by test/engine/webgpu.test.ts), so attention is lowered to standard ops there.
+ */
+function emitTarget(ep: ExecutionProvider, opts: CompileOptions): { fusedAttention: boolean } {
+  return { fusedAttention: opts.fusedAttention ?? ep !== 'webgpu' };
+}
+
+/** ONNX Runtime's error when an execution provider cannot start, with what the user can do about it. */
+function providerError(ep: ExecutionProvider, e: unknown): Error {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (ep === 'webgpu' && /adapter/i.test(msg))
+    return new Error(
+      'the webgpu execution provider found no GPU adapter (on Linux it needs a Vulkan driver: a GPU ' +
+        "driver, or Mesa's lavapipe CPU driver from mesa-vulkan-drivers ≥ 23; use --device cpu otherwise). " +
+        `ONNX Runtime said: ${msg.trim()}`,
+      { cause: e },
+    );
+  if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(msg))
+    return new Error(
+      "the cuda execution provider could not start (install onnxruntime-node's CUDA provider with a " +
+        `matching CUDA runtime, or use --device cpu). ONNX Runtime said: ${msg.trim()}`,
+      { cause: e },
+    );
+  return e instanceof Error ? e : new Error(msg);
+}
+
 export class Executable {
   private constructor(
     readonly program: Program,
@@ -67,11 +97,15 @@ export class Executable {
     };
     const weightBytes = init ? [...init.values()].reduce((s, d) => s + d.byteLength, 0) : 0;
     if (opts.externalData || weightBytes > EXTERNAL_THRESHOLD) {
-      const session = await createWithExternalData(program, init, so);
+      const session = await createWithExternalData(program, init, so, emitTarget(ep, opts)).catch((e: unknown) => {
+        throw providerError(ep, e);
+      });
       return new Executable(program, session, inputNames);
     }
-    const bytes = emitOnnx(program, init ? { initializers: init } : {});
-    const session = await ort.InferenceSession.create(bytes, so);
+    const bytes = emitOnnx(program, { ...(init ? { initializers: init } : {}), ...emitTarget(ep, opts) });
+    const session = await ort.InferenceSession.create(bytes, so).catch((e: unknown) => {
+      throw providerError(ep, e);
+    });
     return new Executable(program, session, inputNames);
   }
 
@@ -115,6 +149,7 @@ async function createWithExternalData(
   program: Program,
   init: ReadonlyMap<string, HostData> | undefined,
   so: ort.InferenceSession.SessionOptions,
+  target: { fusedAttention: boolean },
 ): Promise<ort.InferenceSession> {
   const dir = mkdtempSync(join(tmpdir(), 'kinema-onnx-'));
   try {
@@ -124,6 +159,7 @@ async function createWithExternalData(
     try {
       bytes = emitOnnx(program, {
         ...(init ? { initializers: init } : {}),
+        ...target,
         externalDataFile: {
           location: 'weights.bin',
           write: (b) => {
@@ -173,6 +209,7 @@ export function compile(program: Program, opts: CompileOptions = {}): Promise<Ex
     opts.ep ?? 'cpu',
     opts.weightsKey ?? (opts.initializers ? 'anon' : 'none'),
     opts.threads ?? 0,
+    opts.fusedAttention ?? 'auto',
   ].join('|');
   if (opts.initializers && !opts.weightsKey) return Executable.create(program, opts); // no key: cannot share safely
   let hit = cache.get(key);

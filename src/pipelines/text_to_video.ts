@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Tensor } from '../engine/tensor.js';
 import * as op from '../engine/ops.js';
 import { hostTensor } from '../engine/runtime.js';
-import type { HostTensor } from '../engine/runtime.js';
+import type { ExecutionProvider, HostTensor } from '../engine/runtime.js';
 import { Generator } from '../engine/random.js';
 import { compileWithWeights } from '../nn/compile.js';
 import type { CompiledFunction } from '../nn/compile.js';
@@ -61,12 +61,16 @@ const UNET_FOLDERS = ['unet', 'unet3d'];
 
 export class TextToVideoPipeline {
   private readonly guided = new Map<string, Promise<CompiledFunction>>();
-  constructor(readonly components: PipelineComponents) {}
+  constructor(
+    readonly components: PipelineComponents,
+    /** ONNX Runtime execution provider of the UNet program (the text encoder and VAE carry their own). */
+    readonly ep: ExecutionProvider = 'cpu',
+  ) {}
 
   /** Loads a diffusers-layout folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/). */
   static async fromPretrained(
     dir: string,
-    opts: { scheduler?: SchedulerName; variant?: 'fp16' | 'bf16' | null } = {},
+    opts: { scheduler?: SchedulerName; variant?: 'fp16' | 'bf16' | null; ep?: ExecutionProvider } = {},
   ): Promise<TextToVideoPipeline> {
     if (!existsSync(dir)) throw new ModelLoadError(`model folder ${dir} does not exist`);
     readModelIndex(dir); // a diffusers folder must have model_index.json
@@ -76,14 +80,15 @@ export class TextToVideoPipeline {
       return join(dir, hit);
     };
     const variant = opts.variant === undefined ? {} : { variant: opts.variant };
+    const onEp = { ...variant, ...(opts.ep !== undefined && { ep: opts.ep }) };
     const [tokenizer, textEncoder, unet, vae, scheduler] = await Promise.all([
       CLIPTokenizer.fromPretrained(folder(['tokenizer'])),
-      CLIPTextModel.fromPretrained(folder(['text_encoder']), variant),
+      CLIPTextModel.fromPretrained(folder(['text_encoder']), onEp),
       UNet3DConditionModel.fromPretrained(folder(UNET_FOLDERS), variant),
-      AutoencoderKL.fromPretrained(folder(['vae']), variant),
+      AutoencoderKL.fromPretrained(folder(['vae']), onEp),
       loadScheduler(folder(['scheduler']), opts.scheduler),
     ]);
-    return new TextToVideoPipeline({ tokenizer, textEncoder, unet, vae, scheduler });
+    return new TextToVideoPipeline({ tokenizer, textEncoder, unet, vae, scheduler }, opts.ep ?? 'cpu');
   }
 
   /** CLIP embeddings [1, 77, D] of a prompt (no attention mask, as the SD pipelines call the encoder). */
@@ -114,7 +119,7 @@ export class TextToVideoPipeline {
         { name: 'guidance', shape: [] },
         ...(withFps ? [{ name: 'fps', shape: [1] }] : []),
       ];
-      hit = compileWithWeights(fn, specs, unet.stateDict);
+      hit = compileWithWeights(fn, specs, unet.stateDict, { ep: this.ep });
       this.guided.set(key, hit);
     }
     return hit;

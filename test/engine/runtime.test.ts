@@ -92,3 +92,32 @@ test('casts between float32, float16 and bfloat16 round like the host conversion
   assert.equal(bf16[5], 70144);
   assert.equal(f16[6], 0.0999755859375);
 });
+
+test('attention lowered to standard ops (the webgpu lowering) equals the fused kernel and the reference', async () => {
+  const { interpret } = await import('../../src/engine/interpret.js');
+  const { Generator } = await import('../../src/engine/random.js');
+  const specs = [
+    { name: 'q', shape: [2, 20, 12] },
+    { name: 'k', shape: [2, 7, 12] },
+    { name: 'v', shape: [2, 7, 6] },
+    { name: 'bias', shape: [1, 3, 20, 7] },
+  ];
+  const program = trace((q, k, v, bias) => op.multiHeadAttention(q, k, v, 3, { bias }), specs);
+  const g = new Generator(11);
+  const feeds = Object.fromEntries(
+    specs.map((s) => [s.name, hostTensor(g.normal(s.shape.reduce((a, b) => a * b, 1)), s.shape)]),
+  );
+  const unfused = (await (await compile(program, { fusedAttention: false })).run(feeds))['out0']!;
+  const fused = (await (await compile(program)).run(feeds))['out0']!;
+  const reference = interpret(program, feeds)['out0']!;
+  assert.deepEqual(unfused.shape, [2, 20, 6]);
+  const bytes = emitOnnx(program, { fusedAttention: false });
+  assert.ok(!new TextDecoder().decode(bytes).includes('MultiHeadAttention'), 'no fused node emitted');
+  for (let i = 0; i < unfused.data.length; i++) {
+    assert.ok(
+      Math.abs((unfused.data[i] as number) - (reference.data[i] as number)) < 1e-5,
+      `reference at ${i}`,
+    );
+    assert.ok(Math.abs((unfused.data[i] as number) - (fused.data[i] as number)) < 1e-5, `fused at ${i}`);
+  }
+});

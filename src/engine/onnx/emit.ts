@@ -17,6 +17,8 @@ export interface EmitOptions {
   readonly initializers?: ReadonlyMap<string, HostData>;
   /** Put each initializer's bytes in this external file instead of the protobuf (for > 2 GB models). */
   readonly externalDataFile?: { location: string; write: (bytes: Uint8Array) => number };
+  /** Use ONNX Runtime's fused attention kernel (default true; the webgpu provider's is wrong, see runtime.ts). */
+  readonly fusedAttention?: boolean;
 }
 
 function hostBytes(data: HostData): Uint8Array {
@@ -29,6 +31,7 @@ function atomName(a: Atom): string {
 
 export function lowerProgram(program: Program, opts: EmitOptions = {}): OnnxModel {
   const sink = new SinkImpl();
+  const target = { fusedAttention: opts.fusedAttention ?? true };
   const names = new Map<number, string>();
   const inputs: OnnxValueInfo[] = [];
   const initializers: OnnxTensor[] = [];
@@ -78,6 +81,7 @@ export function lowerProgram(program: Program, opts: EmitOptions = {}): OnnxMode
       outputAvals: eqn.outputs,
       params: eqn.params,
       sink,
+      target,
     });
   }
   const outputs: OnnxValueInfo[] = program.outputs.map((o) => {

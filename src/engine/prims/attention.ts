@@ -3,6 +3,8 @@
 // faster than MatMul + Softmax + MatMul on CPU); the gradient recomputes the probabilities from q and k.
 import { definePrimitive } from '../primitive.js';
 import { fmtShape, numel } from '../ir.js';
+import type { Atom, Params } from '../ir.js';
+import type { OnnxNodeSink } from '../onnx/lower_ctx.js';
 import { broadcastIndex, fromF64, toF64 } from '../host.js';
 import { attr } from '../onnx/lower_ctx.js';
 import type { Tensor } from '../tensor.js';
@@ -29,7 +31,11 @@ definePrimitive({
       throw new Error(`mha: bias must be rank 4 [B|1, H|1, L, S], got ${fmtShape(bias.shape)}`);
     return [{ shape: [q.shape[0]!, q.shape[1]!, v.shape[2]!], dtype: q.dtype }];
   },
-  lower({ inputs, outputs, params, sink }) {
+  lower({ inputs, inputAtoms, outputs, params, sink, target }) {
+    if (!target.fusedAttention) {
+      lowerUnfusedAttention(inputs, inputAtoms, outputs[0]!, params, sink);
+      return;
+    }
     const ins = [inputs[0]!, inputs[1]!, inputs[2]!];
     if (inputs[3]) ins.push('', '', inputs[3]);
     sink.node(
@@ -98,3 +104,47 @@ definePrimitive({
     return [merge(dq), merge(dk), merge(dv), bias ? op.unbroadcast(ds, bias.shape) : null];
   },
 });
+
+/**
+ * Attention as standard ONNX: per-head Q·Kᵀ (MatMul), × scale, + bias, Softmax, · V (MatMul), heads merged
+ * back. Same result as the fused kernel; used where a provider's fused kernel cannot be trusted.
+ */
+function lowerUnfusedAttention(
+  inputs: readonly string[],
+  atoms: readonly Atom[],
+  out: string,
+  params: Params,
+  sink: OnnxNodeSink,
+): void {
+  const heads = params['heads'] as number;
+  const [B, L, HD] = atoms[0]!.shape as [number, number, number];
+  const S = atoms[1]!.shape[1]!;
+  const VD = atoms[2]!.shape[2]!;
+  const dtype = atoms[0]!.dtype;
+  const split = (x: string, len: number, width: number, perm: number[], hint: string): string => {
+    const r = sink.temp(`${hint}_heads`);
+    sink.node('Reshape', [x, sink.constI64([B, len, heads, width / heads])], [r]);
+    const t = sink.temp(hint);
+    sink.node('Transpose', [r], [t], { perm: attr.ints(perm) });
+    return t;
+  };
+  const q = split(inputs[0]!, L, HD, [0, 2, 1, 3], 'q'); // [B, H, L, d]
+  const k = split(inputs[1]!, S, HD, [0, 2, 3, 1], 'kT'); // [B, H, d, S]
+  const v = split(inputs[2]!, S, VD, [0, 2, 1, 3], 'v'); // [B, H, S, dv]
+  const logits = sink.temp('logits');
+  sink.node('MatMul', [q, k], [logits]);
+  let scores = sink.temp('scaled');
+  sink.node('Mul', [logits, sink.constScalar(params['scale'] as number, dtype)], [scores]);
+  if (inputs[3]) {
+    const biased = sink.temp('biased');
+    sink.node('Add', [scores, inputs[3]], [biased]);
+    scores = biased;
+  }
+  const probs = sink.temp('probs');
+  sink.node('Softmax', [scores], [probs], { axis: attr.int(-1) });
+  const ctx = sink.temp('ctx');
+  sink.node('MatMul', [probs, v], [ctx]);
+  const merged = sink.temp('ctx_t');
+  sink.node('Transpose', [ctx], [merged], { perm: attr.ints([0, 2, 1, 3]) });
+  sink.node('Reshape', [merged, sink.constI64([B, L, VD])], [out]);
+}
