@@ -97,9 +97,11 @@ export class Executable {
     };
     const weightBytes = init ? [...init.values()].reduce((s, d) => s + d.byteLength, 0) : 0;
     if (opts.externalData || weightBytes > EXTERNAL_THRESHOLD) {
-      const session = await createWithExternalData(program, init, so, emitTarget(ep, opts)).catch((e: unknown) => {
-        throw providerError(ep, e);
-      });
+      const session = await createWithExternalData(program, init, so, emitTarget(ep, opts)).catch(
+        (e: unknown) => {
+          throw providerError(ep, e);
+        },
+      );
       return new Executable(program, session, inputNames);
     }
     const bytes = emitOnnx(program, { ...(init ? { initializers: init } : {}), ...emitTarget(ep, opts) });
