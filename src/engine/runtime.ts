@@ -57,12 +57,13 @@ function emitTarget(ep: ExecutionProvider, opts: CompileOptions): { fusedAttenti
 }
 
 /** ONNX Runtime's error when an execution provider cannot start, with what the user can do about it. */
-function providerError(ep: ExecutionProvider, e: unknown): Error {
+export function providerError(ep: ExecutionProvider, e: unknown): Error {
   const msg = e instanceof Error ? e.message : String(e);
   if (ep === 'webgpu' && /adapter/i.test(msg))
     return new Error(
-      'the webgpu execution provider found no GPU adapter (on Linux it needs a Vulkan driver: a GPU ' +
-        "driver, or Mesa's lavapipe CPU driver from mesa-vulkan-drivers ≥ 23; use --device cpu otherwise). " +
+      'the webgpu execution provider found no GPU adapter (on Linux it needs a Vulkan driver: a GPU driver, ' +
+        "or Mesa's lavapipe CPU driver newer than Debian 12's 22.3, e.g. bookworm-backports' 25 via " +
+        'scripts/install-lavapipe.sh; use --device cpu otherwise). ' +
         `ONNX Runtime said: ${msg.trim()}`,
       { cause: e },
     );

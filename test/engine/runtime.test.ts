@@ -121,3 +121,18 @@ test('attention lowered to standard ops (the webgpu lowering) equals the fused k
     assert.ok(Math.abs((unfused.data[i] as number) - (fused.data[i] as number)) < 1e-5, `fused at ${i}`);
   }
 });
+
+test('a provider that cannot start gives an error naming the problem and the way out', async () => {
+  const { providerError } = await import('../../src/engine/runtime.js');
+  const ort = new Error('webgpu_context.cc:136 Failed to get a WebGPU adapter: No supported adapters');
+  const e = providerError('webgpu', ort);
+  assert.match(e.message, /webgpu execution provider found no GPU adapter .*Vulkan driver.*--device cpu/);
+  assert.match(e.message, /No supported adapters/);
+  assert.equal(e.cause, ort);
+  assert.match(
+    providerError('cuda', new Error('libonnxruntime_providers_cuda.so: cannot open')).message,
+    /cuda execution provider could not start/,
+  );
+  const other = new Error('Invalid model');
+  assert.equal(providerError('cpu', other), other);
+});
