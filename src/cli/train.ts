@@ -4,7 +4,13 @@
 // into a diffusers pipeline folder such as models/default.
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import type { StageDefinition, StageOptions, StageResult } from '../training/stages/common.js';
+import { TRAIN_PREDICTIONS } from '../training/stages/common.js';
+import type {
+  StageDefinition,
+  StageOptions,
+  StageResult,
+  TrainPrediction,
+} from '../training/stages/common.js';
 import { clipStage } from '../training/stages/clip.js';
 import { vaeStage } from '../training/stages/vae.js';
 import { unetStage } from '../training/stages/unet.js';
@@ -56,13 +62,11 @@ export function findStage(
   return stage;
 }
 
-const PREDICTION_TYPES = ['epsilon', 'v_prediction'] as const;
-
-function predictionType(stage: StageDefinition, v: string): (typeof PREDICTION_TYPES)[number] {
+function predictionType(stage: StageDefinition, v: string): TrainPrediction {
   if (stage.name !== 'unet')
     throw new Error(`--prediction-type applies to the unet stage only, not '${stage.name}'`);
-  const hit = PREDICTION_TYPES.find((t) => t === v);
-  if (!hit) throw new Error(`--prediction-type must be ${PREDICTION_TYPES.join(' or ')}, got '${v}'`);
+  const hit = TRAIN_PREDICTIONS.find((t) => t === v);
+  if (!hit) throw new Error(`--prediction-type must be ${TRAIN_PREDICTIONS.join(' or ')}, got '${v}'`);
   return hit;
 }
 

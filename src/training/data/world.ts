@@ -44,21 +44,10 @@ export const COLOUR_RGB: Record<ColourName, [number, number, number]> = {
   black: [25, 25, 25],
 };
 
-export const MOTIONS = [
-  'left',
-  'right',
-  'up',
-  'down',
-  'up-left',
-  'up-right',
-  'down-left',
-  'down-right',
-  'bounce',
-  'rotate',
-  'grow',
-  'shrink',
-  'orbit',
-] as const;
+/** The eight straight-line motions. */
+const LINEAR = ['left', 'right', 'up', 'down', 'up-left', 'up-right', 'down-left', 'down-right'] as const;
+
+export const MOTIONS = [...LINEAR, 'bounce', 'rotate', 'grow', 'shrink', 'orbit'] as const;
 export type MotionName = (typeof MOTIONS)[number];
 
 export type Size = 'small' | 'large';
@@ -106,16 +95,7 @@ export const NOMINAL_FRAMES = 16;
 /** Minimum RGB distance between an object's colour and any background colour (or gradient segment). */
 export const MIN_CONTRAST = 100;
 
-const LINEAR_MOTIONS: ReadonlySet<MotionName> = new Set([
-  'left',
-  'right',
-  'up',
-  'down',
-  'up-left',
-  'up-right',
-  'down-left',
-  'down-right',
-]);
+const LINEAR_MOTIONS: ReadonlySet<MotionName> = new Set(LINEAR);
 
 /** True for the eight straight-line motions. */
 export function isLinearMotion(m: MotionName): boolean {

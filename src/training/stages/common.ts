@@ -15,6 +15,10 @@ import { cosineWithWarmup } from '../lr_schedule.js';
 import { writeLossCurvePng } from '../loss_plot.js';
 import { writeJsonAtomic } from '../export.js';
 
+/** What the unet stage's UNet can learn to predict (`--prediction-type`). */
+export const TRAIN_PREDICTIONS = ['epsilon', 'v_prediction'] as const;
+export type TrainPrediction = (typeof TRAIN_PREDICTIONS)[number];
+
 /** What every stage accepts (the `kinema train <stage>` flags). */
 export interface StageOptions {
   /** Run folder: checkpoints/, loss.png, metrics.json, loss_history.json. */
@@ -36,7 +40,7 @@ export interface StageOptions {
    */
   readonly init?: string;
   /** unet stage: what the UNet learns to predict (default v_prediction); other stages reject it. */
-  readonly predictionType?: 'epsilon' | 'v_prediction';
+  readonly predictionType?: TrainPrediction;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
@@ -249,8 +253,7 @@ function initialWeights(opts: StageOptions, run: TrainingRun): StateDict | undef
           `this run: ${JSON.stringify(want)})`,
       );
   }
-  const weights = ckpt.ema ? ckpt.ema.stateDict() : ckpt.params;
-  run.model.validateStateDict(weights);
+  const weights = ckpt.ema ? ckpt.ema.stateDict() : ckpt.params; // the trainer validates them
   logLine(
     opts,
     `${run.label}: starting from the ${ckpt.ema ? 'EMA ' : ''}weights of ${path} (step ${ckpt.step})`,

@@ -24,8 +24,8 @@ import { formatDuration } from '../../cli/progress.js';
 import { GradStep } from '../trainer.js';
 import { loadLatestCheckpoint } from '../checkpoint.js';
 import { exportComponent, writeJsonAtomic } from '../export.js';
-import { indexedGenerator, logLine, runTraining, writeRunReport } from './common.js';
-import type { StageDefinition, StageOptions, StageResult } from './common.js';
+import { TRAIN_PREDICTIONS, indexedGenerator, logLine, runTraining, writeRunReport } from './common.js';
+import type { StageDefinition, StageOptions, StageResult, TrainPrediction } from './common.js';
 import { toFloatCHW, worldSample } from '../data/world.js';
 
 /** The shipped default model folder (repo/models/default). */
@@ -139,8 +139,6 @@ export interface UnetStageSettings {
   readonly unetConfig?: Readonly<Record<string, unknown>>;
 }
 
-export type TrainPrediction = 'epsilon' | 'v_prediction';
-
 export interface Resolved {
   batchSize: number;
   frames: number;
@@ -166,7 +164,7 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     seed,
     predictionType: o.predictionType ?? 'v_prediction',
   };
-  if (r.predictionType !== 'epsilon' && r.predictionType !== 'v_prediction')
+  if (!TRAIN_PREDICTIONS.includes(r.predictionType))
     throw new RangeError(
       `unet stage: predictionType must be 'epsilon' or 'v_prediction', got ${String(r.predictionType)}`,
     );
