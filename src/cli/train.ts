@@ -48,6 +48,7 @@ export interface TrainFlags {
   init?: string;
   stopAfter?: number;
   predictionType?: string;
+  trainTextEncoder?: boolean;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -62,9 +63,13 @@ export function findStage(
   return stage;
 }
 
+function unetOnly(stage: StageDefinition, flag: string): true {
+  if (stage.name !== 'unet') throw new Error(`${flag} applies to the unet stage only, not '${stage.name}'`);
+  return true;
+}
+
 function predictionType(stage: StageDefinition, v: string): TrainPrediction {
-  if (stage.name !== 'unet')
-    throw new Error(`--prediction-type applies to the unet stage only, not '${stage.name}'`);
+  unetOnly(stage, '--prediction-type');
   const hit = TRAIN_PREDICTIONS.find((t) => t === v);
   if (!hit) throw new Error(`--prediction-type must be ${TRAIN_PREDICTIONS.join(' or ')}, got '${v}'`);
   return hit;
@@ -86,6 +91,7 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.predictionType !== undefined && {
       predictionType: predictionType(stage, flags.predictionType),
     }),
+    ...(flags.trainTextEncoder === true && { trainTextEncoder: unetOnly(stage, '--train-text-encoder') }),
   };
 }
 
@@ -158,6 +164,10 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
     .option(
       '--prediction-type <type>',
       'unet stage: what the UNet learns to predict, v_prediction (default) or epsilon',
+    )
+    .option(
+      '--train-text-encoder',
+      'unet stage: fine-tune the text encoder with the UNet (exported to <export>/text_encoder)',
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

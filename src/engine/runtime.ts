@@ -96,6 +96,8 @@ export class Executable {
       interOpNumThreads: 1,
       executionMode: 'sequential',
     };
+    const profile = process.env['KINEMA_ORT_PROFILE'];
+    if (profile) Object.assign(so, { enableProfiling: true, profileFilePrefix: profile });
     const weightBytes = init ? [...init.values()].reduce((s, d) => s + d.byteLength, 0) : 0;
     if (opts.externalData || weightBytes > EXTERNAL_THRESHOLD) {
       const session = await createWithExternalData(program, init, so, emitTarget(ep, opts)).catch(
@@ -144,6 +146,7 @@ export class Executable {
   }
 
   async release(): Promise<void> {
+    if (process.env['KINEMA_ORT_PROFILE']) this.session.endProfiling();
     await this.session.release();
   }
 }

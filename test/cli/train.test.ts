@@ -68,6 +68,12 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
     () => stageOptions(clip, { seed: 0, predictionType: 'epsilon' }),
     /--prediction-type applies to the unet stage only, not 'clip'/,
   );
+  assert.equal(stageOptions(unet, { seed: 0, trainTextEncoder: true }).trainTextEncoder, true);
+  assert.equal(stageOptions(unet, { seed: 0 }).trainTextEncoder, undefined);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, trainTextEncoder: true }),
+    /--train-text-encoder applies to the unet stage only, not 'clip'/,
+  );
   assert.equal(
     stageOptions(clip, { seed: 0, init: 'runs/a/ckpt-1.safetensors' }).init,
     resolve('runs/a/ckpt-1.safetensors'),

@@ -41,6 +41,11 @@ export interface StageOptions {
   readonly init?: string;
   /** unet stage: what the UNet learns to predict (default v_prediction); other stages reject it. */
   readonly predictionType?: TrainPrediction;
+  /**
+   * unet stage: fine-tune the text encoder together with the UNet (its weights start from the components'
+   * text encoder and are exported with the UNet); other stages reject it.
+   */
+  readonly trainTextEncoder?: boolean;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
@@ -200,6 +205,12 @@ export interface TrainingRun {
   readonly ema?: { decay: number; warmup?: boolean };
   /** Saved in checkpoints (e.g. the model config). */
   readonly extra?: Record<string, unknown>;
+  /**
+   * The weights a new run starts from, given the `--init` weights (undefined without --init): lets a stage
+   * complete them, e.g. with a pretrained component that the --init checkpoint did not train. Not called
+   * when the run resumes from its own checkpoints.
+   */
+  readonly startWeights?: (init: StateDict | undefined) => StateDict;
 }
 
 export interface TrainingOutcome {
@@ -266,7 +277,9 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
   const { opts } = run;
   mkdirSync(opts.out, { recursive: true });
   if (run.extra) checkResumable(opts.out, run.extra);
-  const initParams = opts.init ? initialWeights(opts, run) : undefined;
+  const fresh = !existsSync(join(opts.out, 'checkpoints', 'latest.json'));
+  const fromInit = opts.init ? initialWeights(opts, run) : undefined;
+  const initParams = fresh && run.startWeights ? run.startWeights(fromInit) : fromInit;
   const history = LossHistory.load(opts.out);
   let bar: LossProgress | null = null;
   let offset = 0;

@@ -14,12 +14,16 @@ import { hostTensor } from '../../engine/runtime.js';
 import type { HostTensor } from '../../engine/runtime.js';
 import { Generator } from '../../engine/random.js';
 import { CLIPTokenizer } from '../../models/clip/tokenizer.js';
-import { CLIPTextModel } from '../../models/clip/text_model.js';
+import { CLIPTextModel, ClipTextRoot } from '../../models/clip/text_model.js';
+import { parseClipTextConfig } from '../../models/clip/config.js';
+import type { ClipTextConfig } from '../../models/clip/config.js';
+import { readConfig } from '../../io/model_folder.js';
 import { AutoencoderKL } from '../../models/vae/autoencoder_kl.js';
 import { UNet3DConditionModel } from '../../models/unet3d/unet3d.js';
 import { DDPMScheduler } from '../../schedulers/ddpm.js';
 import { findWeightsFile } from '../../io/model_folder.js';
-import type { StateDict } from '../../nn/module.js';
+import { Module } from '../../nn/module.js';
+import type { ParamSpec, StateDict } from '../../nn/module.js';
 import { formatDuration } from '../../cli/progress.js';
 import { GradStep } from '../trainer.js';
 import { loadLatestCheckpoint } from '../checkpoint.js';
@@ -137,6 +141,13 @@ export interface UnetStageSettings {
   readonly predictionType?: TrainPrediction;
   /** UNet config.json object (default DEFAULT_UNET_CONFIG); cross_attention_dim must match the text encoder. */
   readonly unetConfig?: Readonly<Record<string, unknown>>;
+  /**
+   * Fine-tune the text encoder with the UNet: its weights start from the components' text encoder, the UNet
+   * loss trains both, and the export writes text_encoder/ next to unet/. The world's contrastive CLIP learns
+   * what one frame shows (its text states barely tell "left" from "right" or a circle from a square), so a
+   * UNet conditioned on the frozen encoder cannot learn motion direction or shape from the prompt.
+   */
+  readonly trainTextEncoder?: boolean;
 }
 
 export interface Resolved {
@@ -149,6 +160,8 @@ export interface Resolved {
   fps: number;
   seed: number;
   predictionType: TrainPrediction;
+  /** Present (true) only for runs that fine-tune the text encoder, so older runs' saved settings still match. */
+  trainTextEncoder?: true;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -163,6 +176,7 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     fps: o.fps ?? 8,
     seed,
     predictionType: o.predictionType ?? 'v_prediction',
+    ...(o.trainTextEncoder === true && { trainTextEncoder: true as const }),
   };
   if (!TRAIN_PREDICTIONS.includes(r.predictionType))
     throw new RangeError(
@@ -205,7 +219,8 @@ interface Part {
   readonly count: number;
   readonly frames: number;
   readonly pixels: Float32Array;
-  readonly context: Float32Array;
+  /** Text states [count, 77, D] of the frozen encoder, or token ids [count, 77] when it is trained. */
+  readonly context: Float32Array | BigInt64Array;
   readonly timesteps: number[];
 }
 
@@ -223,7 +238,7 @@ export class UnetTrainingData {
 
   private constructor(
     private readonly tokenizer: CLIPTokenizer,
-    private readonly textEncoder: CLIPTextModel,
+    readonly textEncoder: CLIPTextModel,
     private readonly vae: AutoencoderKL,
     private readonly source: ClipSource,
     private readonly r: Resolved,
@@ -300,7 +315,9 @@ export class UnetTrainingData {
     return {
       [`${prefix}noisy`]: hostTensor(noisy, shape),
       [`${prefix}timestep`]: hostTensor(Float32Array.from(p.timesteps), [p.count]),
-      [`${prefix}context`]: hostTensor(p.context, [p.count, this.tokens, this.textHidden]),
+      ...(p.context instanceof BigInt64Array
+        ? { [`${prefix}input_ids`]: hostTensor(p.context, [p.count, this.tokens], 'int64') }
+        : { [`${prefix}context`]: hostTensor(p.context, [p.count, this.tokens, this.textHidden]) }),
       [`${prefix}fps`]: hostTensor(new Float32Array(p.count).fill(this.r.fps), [p.count]),
       [`${prefix}target`]: hostTensor(this.target(x0, noise, p.timesteps), shape),
     };
@@ -324,7 +341,10 @@ export class UnetTrainingData {
   private async part(first: number, count: number, frames: number, u: Float32Array): Promise<Part> {
     const { width, height } = this.r;
     const pixels = new Float32Array(count * frames * 3 * width * height);
-    const context = new Float32Array(count * this.tokens * this.textHidden);
+    const ids = this.r.trainTextEncoder === true;
+    const context = ids
+      ? new BigInt64Array(count * this.tokens)
+      : new Float32Array(count * this.tokens * this.textHidden);
     const timesteps: number[] = [];
     const T = this.schedule.config.numTrainTimesteps;
     for (let i = 0; i < count; i++) {
@@ -332,7 +352,10 @@ export class UnetTrainingData {
       checkClip(clip, frames, width, height);
       pixels.set(toFloatCHW(clip.frames, width, height), i * frames * 3 * width * height);
       const caption = u[i]! < this.r.captionDropout ? '' : clip.caption;
-      context.set(await this.embed(caption), i * this.tokens * this.textHidden);
+      if (context instanceof BigInt64Array) {
+        const { inputIds } = this.tokenizer.encode(caption);
+        inputIds.forEach((id, j) => (context[i * this.tokens + j] = BigInt(id)));
+      } else context.set(await this.embed(caption), i * this.tokens * this.textHidden);
       timesteps.push(Math.min(T - 1, Math.floor(u[count + i]! * T)));
     }
     return { count, frames, pixels, context, timesteps };
@@ -394,29 +417,72 @@ export function buildUnet(
   return unet;
 }
 
+/** Key prefix of the text encoder's weights in a run that fine-tunes it with the UNet. */
+export const TEXT_ENCODER_PREFIX = 'text_encoder.';
+
+/**
+ * The parameters a run trains when it fine-tunes the text encoder too: the UNet's under their own names (as
+ * in a UNet-only run, so `--init` accepts either kind of checkpoint) and the text encoder's (transformers'
+ * `text_model.*` keys) under `text_encoder.`.
+ */
+export class UnetWithTextEncoder extends Module {
+  readonly textEncoder: ClipTextRoot;
+  constructor(
+    readonly unet: UNet3DConditionModel,
+    textConfig: ClipTextConfig,
+  ) {
+    super();
+    this.textEncoder = this.child(TEXT_ENCODER_PREFIX.slice(0, -1), new ClipTextRoot(textConfig, false));
+  }
+
+  override namedParameters(prefix = ''): Map<string, ParamSpec> {
+    const out = this.unet.namedParameters(prefix);
+    for (const [k, spec] of super.namedParameters(prefix)) out.set(k, spec);
+    return out;
+  }
+}
+
+/** The UNet part and the text encoder part (keys without the prefix) of a run's weights. */
+export function splitJointWeights(weights: StateDict): { unet: StateDict; textEncoder: StateDict } {
+  const unet: StateDict = new Map();
+  const textEncoder: StateDict = new Map();
+  for (const [k, v] of weights) {
+    if (k.startsWith(TEXT_ENCODER_PREFIX)) textEncoder.set(k.slice(TEXT_ENCODER_PREFIX.length), v);
+    else unet.set(k, v);
+  }
+  return { unet, textEncoder };
+}
+
 /**
  * The forward+backward program: MSE between the UNet's output and the target (noise or v), averaged per sample over the clips and
  * the stills (both through the same UNet weights).
  */
 export function unetGradStep(
-  unet: UNet3DConditionModel,
+  model: UNet3DConditionModel | UnetWithTextEncoder,
   data: UnetTrainingData,
   threads = 0,
 ): Promise<GradStep> {
+  const unet = model instanceof UnetWithTextEncoder ? model.unet : model;
+  const text = model instanceof UnetWithTextEncoder ? model.textEncoder : null;
   const parts = [{ prefix: '', shape: data.latentShape }];
   if (data.imageShape[0] > 0) parts.push({ prefix: 'image_', shape: data.imageShape });
   const total = parts.reduce((s, p) => s + p.shape[0], 0);
   const specs = parts.flatMap(({ prefix, shape }) => [
     { name: `${prefix}noisy`, shape },
     { name: `${prefix}timestep`, shape: [shape[0]] },
-    { name: `${prefix}context`, shape: [shape[0], data.tokens, data.textHidden] },
+    text
+      ? { name: `${prefix}input_ids`, shape: [shape[0], data.tokens], dtype: 'int64' as const }
+      : { name: `${prefix}context`, shape: [shape[0], data.tokens, data.textHidden] },
     { name: `${prefix}fps`, shape: [shape[0]] },
     { name: `${prefix}target`, shape },
   ]);
   return GradStep.create(
     (x) => {
       const losses = parts.map(({ prefix, shape }) => {
-        const eps = unet.forward(x[`${prefix}noisy`]!, x[`${prefix}timestep`]!, x[`${prefix}context`]!, {
+        const context = text
+          ? text.textModel.forward(x[`${prefix}input_ids`]!).lastHiddenState
+          : x[`${prefix}context`]!;
+        const eps = unet.forward(x[`${prefix}noisy`]!, x[`${prefix}timestep`]!, context, {
           fps: x[`${prefix}fps`]!,
         });
         const d = op.sub(eps, x[`${prefix}target`]!);
@@ -465,11 +531,16 @@ export function componentFingerprints(pipelineDir: string): Record<string, strin
   return out;
 }
 
-/** Refuses to export a UNet into a folder whose VAE / tokenizer / text encoder differ from its training. */
-function checkSameComponents(pipelineDir: string, trainedWith: unknown): void {
+/**
+ * Refuses to export a UNet into a folder whose VAE / tokenizer / text encoder differ from its training (the
+ * text encoder is not compared when the run trained it: the export replaces it).
+ */
+function checkSameComponents(pipelineDir: string, trainedWith: unknown, trainsText: boolean): void {
   const now = componentFingerprints(pipelineDir);
   const saved = (trainedWith ?? {}) as Record<string, unknown>;
-  const changed = CONDITIONING_COMPONENTS.filter((c) => saved[c] !== now[c]);
+  const changed = CONDITIONING_COMPONENTS.filter(
+    (c) => saved[c] !== now[c] && !(trainsText && c === 'text_encoder'),
+  );
   if (changed.length > 0)
     throw new Error(
       `unet export: ${pipelineDir}'s ${changed.join(', ')} differ from the one(s) the UNet was trained with ` +
@@ -513,7 +584,11 @@ export const unetStage = createUnetStage();
 
 async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<StageResult> {
   const r = resolveUnetSettings(
-    { ...s, predictionType: s.predictionType ?? opts.predictionType },
+    {
+      ...s,
+      predictionType: s.predictionType ?? opts.predictionType,
+      trainTextEncoder: s.trainTextEncoder ?? opts.trainTextEncoder,
+    },
     opts.batch,
     opts.seed,
   );
@@ -522,20 +597,38 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
   const config = { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG) };
   const unet = buildUnet(config, data.textHidden);
+  const joint = r.trainTextEncoder ? new UnetWithTextEncoder(unet, data.textEncoder.config) : null;
+  const model = joint ?? unet;
   const t0 = performance.now();
-  const step = await unetGradStep(unet, data, opts.threads);
+  const step = await unetGradStep(model, data, opts.threads);
   logLine(
     opts,
-    `unet: ${(unet.parameterCount() / 1e6).toFixed(2)} M parameters, batch ${data.latentShape.join('×')} latents ` +
+    `unet: ${(unet.parameterCount() / 1e6).toFixed(2)} M parameters` +
+      (joint
+        ? ` + text encoder ${(joint.textEncoder.parameterCount() / 1e6).toFixed(2)} M (fine-tuned)`
+        : '') +
+      `, batch ${data.latentShape.join('×')} latents ` +
       `(${r.frames} frames of ${r.width}×${r.height}) + ${r.images} stills, components from ${dir}; ` +
       `program compiled in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
+  // A fine-tuned text encoder starts from the components' one (unless --init brings trained text weights).
+  const startWeights = joint
+    ? (init: StateDict | undefined): StateDict => {
+        const weights: StateDict = new Map(init ?? unet.initParameters(opts.seed));
+        for (const [k, v] of data.textEncoder.stateDict) {
+          const key = TEXT_ENCODER_PREFIX + k;
+          if (!weights.has(key)) weights.set(key, v.slice());
+        }
+        return weights;
+      }
+    : undefined;
   const outcome = await runTraining({
     opts,
     label: 'unet',
-    model: unet,
+    model,
     step,
     batch: measured(opts, (i) => data.batch(i)),
+    ...(startWeights && { startWeights }),
     warmupSteps: s.warmupSteps ?? 200,
     weightDecay: 0.01,
     clipNorm: 1,
@@ -544,9 +637,8 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   });
   const exported: string[] = [];
   if (outcome.completed && opts.exportDir) {
-    checkSameComponents(opts.exportDir, trainedWith);
-    exportUnetPipeline(opts.exportDir, config, outcome.finalParams, r.predictionType);
-    exported.push(join(opts.exportDir, 'unet'), join(opts.exportDir, 'scheduler'));
+    checkSameComponents(opts.exportDir, trainedWith, r.trainTextEncoder === true);
+    exported.push(...exportUnetPipeline(opts.exportDir, config, outcome.finalParams, r.predictionType));
   }
   const steps = outcome.history.losses.length;
   const metrics = await writeRunReport(
@@ -571,18 +663,34 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
 
 /**
  * Writes `pipelineDir/unet` (fp16 EMA weights + config.json), `pipelineDir/scheduler/scheduler_config.json`
- * (DDIM on the training betas) and `pipelineDir/model_index.json`.
+ * (DDIM on the training betas) and `pipelineDir/model_index.json`; when the weights hold a fine-tuned text
+ * encoder (`text_encoder.*` keys), also `pipelineDir/text_encoder` (its config.json kept). Returns the
+ * folders written.
  */
 export function exportUnetPipeline(
   pipelineDir: string,
   config: Readonly<Record<string, unknown>>,
   weights: StateDict,
   predictionType: TrainPrediction,
-): void {
+): string[] {
+  const parts = splitJointWeights(weights);
+  const written: string[] = [];
+  if (parts.textEncoder.size > 0) {
+    const textDir = join(pipelineDir, 'text_encoder');
+    const textConfig = readConfig(textDir);
+    const textModule = new ClipTextRoot(parseClipTextConfig(textConfig, `${textDir}/config.json`), false);
+    exportComponent(textDir, {
+      config: textConfig,
+      stateDict: parts.textEncoder,
+      module: textModule,
+      weightsBasename: 'model',
+    });
+    written.push(textDir);
+  }
   const module = UNet3DConditionModel.fromConfig({ ...config });
   exportComponent(join(pipelineDir, 'unet'), {
     config: { ...config },
-    stateDict: weights,
+    stateDict: parts.unet,
     module,
     weightsBasename: 'diffusion_pytorch_model',
   });
@@ -592,6 +700,8 @@ export function exportUnetPipeline(
     prediction_type: predictionType,
   });
   writeJsonAtomic(join(pipelineDir, 'model_index.json'), DEFAULT_MODEL_INDEX);
+  written.push(join(pipelineDir, 'unet'), join(pipelineDir, 'scheduler'));
+  return written;
 }
 
 /** Exports the EMA weights of a run's latest checkpoint (`out/checkpoints`) into `pipelineDir`; returns its step. */
@@ -606,13 +716,14 @@ export function exportUnetCheckpoint(out: string, pipelineDir: string): number {
     Array.isArray(config)
   )
     throw new Error(`unet export: ${ckpt.path} is not a UNet stage checkpoint`);
-  checkSameComponents(pipelineDir, ckpt.extra['components']);
+  const data = ckpt.extra['data'] as
+    { predictionType?: TrainPrediction; trainTextEncoder?: boolean } | undefined;
+  checkSameComponents(pipelineDir, ckpt.extra['components'], data?.trainTextEncoder === true);
   exportUnetPipeline(
     pipelineDir,
     config as Record<string, unknown>,
     ckpt.ema ? ckpt.ema.stateDict() : ckpt.params,
-    ((ckpt.extra['data'] as { predictionType?: TrainPrediction } | undefined)?.predictionType ??
-      'epsilon') as TrainPrediction,
+    data?.predictionType ?? 'epsilon',
   );
   return ckpt.step;
 }

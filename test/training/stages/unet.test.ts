@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -18,11 +19,13 @@ import { f16ToF32, f32ToF16 } from '../../../src/io/half.js';
 import { loadLatestCheckpoint } from '../../../src/training/checkpoint.js';
 import { UNet3DConditionModel } from '../../../src/models/unet3d/unet3d.js';
 import { TextToVideoPipeline } from '../../../src/pipelines/text_to_video.js';
+import { CLIPTextModel } from '../../../src/models/clip/text_model.js';
 import {
   UnetTrainingData,
   createUnetStage,
   exportUnetCheckpoint,
   resolveUnetSettings,
+  TEXT_ENCODER_PREFIX,
   TRAIN_SCHEDULER_CONFIG,
 } from '../../../src/training/stages/unet.js';
 import type { ClipSource, UnetStageSettings } from '../../../src/training/stages/unet.js';
@@ -300,6 +303,103 @@ test("UNet stage: --init starts a new run from another run's EMA weights (same c
       createUnetStage(settings).run({ ...tuned, out: join(root, 'd'), init: join(root, 'missing.st') }),
       /--init: .*missing\.st does not exist/,
     );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('UNet stage with --train-text-encoder: the text encoder starts pretrained, learns, resumes and exports', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const settings: UnetStageSettings = {
+      componentsDir: componentsDir(root),
+      source: squares,
+      frames: 2,
+      width: 16,
+      height: 16,
+      images: 1,
+      warmupSteps: 1,
+      unetConfig: TINY_UNET,
+    };
+    const lines: string[] = [];
+    const base: StageOptions = {
+      out: join(root, 'unet-only'),
+      steps: 2,
+      batch: 1,
+      lr: 3e-3,
+      seed: 1,
+      checkpointEvery: 2,
+      log: quietLog(lines),
+    };
+    await createUnetStage(settings).run(base);
+    const unetOnly = loadLatestCheckpoint(join(base.out, 'checkpoints'))!;
+    const pretrained = (await CLIPTextModel.fromPretrained(join(FIX, 'text_encoder'))).stateDict;
+    const maxDiff = (a: Float32Array, b: Float32Array): number =>
+      a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+
+    // From a UNet-only checkpoint (--init): the UNet starts at its EMA weights, the text encoder at the
+    // components' one; a vanishing learning rate keeps both there.
+    const joint = createUnetStage({ ...settings, trainTextEncoder: true });
+    const still = { ...base, out: join(root, 'still'), steps: 1, lr: 1e-30, init: unetOnly.path };
+    await joint.run(still);
+    const start = loadLatestCheckpoint(join(still.out, 'checkpoints'))!;
+    assert.equal(start.params.size, unetOnly.params.size + pretrained.size);
+    for (const [k, v] of pretrained)
+      assert.ok(maxDiff(start.params.get(TEXT_ENCODER_PREFIX + k)!, v) < 1e-6, k);
+    const ema = unetOnly.ema!.stateDict();
+    for (const [k, v] of ema) assert.ok(maxDiff(start.params.get(k)!, v) < 1e-6, k);
+
+    // Trained for real, the text encoder's weights move; a run stopped half way resumes onto the same curve.
+    const trained = { ...base, out: join(root, 'joint'), steps: 6, lr: 3e-3 };
+    const full = await joint.run(trained);
+    const end = loadLatestCheckpoint(join(trained.out, 'checkpoints'))!;
+    const key = 'text_model.encoder.layers.0.self_attn.q_proj.weight';
+    assert.ok(maxDiff(end.params.get(TEXT_ENCODER_PREFIX + key)!, pretrained.get(key)!) > 1e-4);
+    const split = { ...trained, out: join(root, 'joint-split') };
+    let calls = 0;
+    assert.equal((await joint.run({ ...split, shouldStop: () => ++calls >= 3 })).step, 3);
+    assert.deepEqual((await joint.run(split)).losses, full.losses);
+
+    // The export writes the fine-tuned text encoder (fp16 EMA weights, config kept) next to the UNet, and
+    // can be repeated: the text encoder it replaced is not held against it, the VAE still is.
+    const model = join(root, 'model');
+    mkdirSync(model);
+    for (const c of ['tokenizer', 'vae']) symlinkSync(join(FIX, c), join(model, c));
+    cpSync(join(FIX, 'text_encoder'), join(model, 'text_encoder'), { recursive: true });
+    assert.equal(exportUnetCheckpoint(trained.out, model), 6);
+    assert.equal(exportUnetCheckpoint(trained.out, model), 6);
+    const text = await CLIPTextModel.fromPretrained(join(model, 'text_encoder'));
+    const tuned = end.ema!.stateDict().get(TEXT_ENCODER_PREFIX + key)!;
+    assert.deepEqual(text.stateDict.get(key), f16ToF32(f32ToF16(tuned)));
+    assert.deepEqual(
+      JSON.parse(readFileSync(join(model, 'text_encoder', 'config.json'), 'utf8')),
+      JSON.parse(readFileSync(join(FIX, 'text_encoder', 'config.json'), 'utf8')),
+    );
+    const unet = SafetensorsFile.open(join(model, 'unet', 'diffusion_pytorch_model.safetensors'));
+    try {
+      assert.ok(unet.names().every((n) => !n.startsWith(TEXT_ENCODER_PREFIX)));
+    } finally {
+      unet.close();
+    }
+    const pipe = await TextToVideoPipeline.fromPretrained(model);
+    let frames = 0;
+    for await (const e of pipe.generate({
+      prompt: 'a red square moves left',
+      numFrames: 2,
+      height: 16,
+      width: 16,
+      numInferenceSteps: 2,
+    }))
+      if (e.kind === 'done') frames = e.frames.length;
+    assert.equal(frames, 2);
+    rmSync(join(model, 'vae'));
+    mkdirSync(join(model, 'vae'));
+    cpSync(join(FIX, 'vae'), join(model, 'vae'), { recursive: true });
+    writeFileSync(
+      join(model, 'vae', 'config.json'),
+      '{"_class_name": "AutoencoderKL", "scaling_factor": 0.5}',
+    );
+    assert.throws(() => exportUnetCheckpoint(trained.out, model), /vae differ/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
