@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { trace } from '../src/engine/tensor.js';
+import { Tensor as T, currentBuilder, trace } from '../src/engine/tensor.js';
 import type { Tensor } from '../src/engine/tensor.js';
 import * as op from '../src/engine/ops.js';
 import { compile, hostTensor } from '../src/engine/runtime.js';
@@ -44,8 +44,26 @@ interface Workload {
 const workloads: Workload[] = [
   { name: 'matmul 1024³', kind: 'matmul', n: 1024, flops: 2 * 1024 ** 3, target: 1.0 },
   {
+    name: 'matmul 1024³, B a model weight',
+    kind: 'matmul',
+    weight: true,
+    n: 1024,
+    flops: 2 * 1024 ** 3,
+    target: 1.0,
+  },
+  {
     name: 'conv3x3 N16·C128·32²',
     kind: 'conv',
+    n: 16,
+    c: 128,
+    hw: 32,
+    flops: 2 * 16 * 128 * 128 * 9 * 32 * 32,
+    target: 1.0,
+  },
+  {
+    name: 'conv3x3 N16·C128·32², kernel a model weight',
+    kind: 'conv',
+    weight: true,
     n: 16,
     c: 128,
     hw: 32,
@@ -101,32 +119,49 @@ async function timeit(
   return times[Math.floor(times.length / 2)]!;
 }
 
+/**
+ * A two-operand workload: the second operand is a program input fed on every run, or (`weight`) a model weight
+ * that Kinema binds into the session as an initializer, as it runs every model (ONNX Runtime may then
+ * pre-pack it once). PyTorch eager has no such step: its peer is the same call either way.
+ */
+async function twoOperand(
+  f: (x: Tensor, y: Tensor) => Tensor,
+  x: HostTensor,
+  y: HostTensor,
+  weight: boolean,
+): Promise<() => Promise<unknown>> {
+  const opts = { threads };
+  if (!weight) {
+    const p = trace(f, [
+      { name: 'x', shape: x.shape },
+      { name: 'y', shape: y.shape },
+    ]);
+    const exe = await compile(p, opts);
+    return () => exe.run({ x, y });
+  }
+  const p = trace(
+    (a) => f(a!, new T(currentBuilder().weight('y', y.shape, 'float32'))),
+    [{ name: 'x', shape: x.shape }],
+  );
+  const sd = new Map([['y', y.data as Float32Array]]);
+  const exe = await compile(p, { ...opts, initializers: bindWeights(p, sd) });
+  return () => exe.run({ x });
+}
+
 async function kinemaWorkload(w: Workload): Promise<() => Promise<unknown>> {
   const run = (exe: Executable, feeds: Record<string, HostTensor>) => () => exe.run(feeds);
   const opts = { threads };
+  const weight = w['weight'] === true;
   switch (w.kind) {
     case 'matmul': {
       const n = w['n'] as number;
-      const p = trace(
-        (a, b) => op.matmul(a!, b!),
-        [
-          { name: 'a', shape: [n, n] },
-          { name: 'b', shape: [n, n] },
-        ],
-      );
-      return run(await compile(p, opts), { a: randn([n, n], 1), b: randn([n, n], 2) });
+      return twoOperand((a, b) => op.matmul(a, b), randn([n, n], 1), randn([n, n], 2), weight);
     }
     case 'conv': {
       const [n, c, hw] = [w['n'], w['c'], w['hw']] as number[];
       const shape = [n!, c!, hw!, hw!];
-      const p = trace(
-        (x, k) => op.conv(x!, k!, { pads: [1, 1, 1, 1] }),
-        [
-          { name: 'x', shape },
-          { name: 'w', shape: [c!, c!, 3, 3] },
-        ],
-      );
-      return run(await compile(p, opts), { x: randn(shape, 1), w: randn([c!, c!, 3, 3], 2) });
+      const conv = (x: Tensor, k: Tensor): Tensor => op.conv(x, k, { pads: [1, 1, 1, 1] });
+      return twoOperand(conv, randn(shape, 1), randn([c!, c!, 3, 3], 2), weight);
     }
     case 'attention': {
       const shape = [w['b'], w['l'], w['d']] as number[];
