@@ -78,6 +78,11 @@ function quietLog(lines: string[]): StageOptions['log'] {
   return { write: (chunk: string) => (lines.push(chunk), true) };
 }
 
+/** A short run (batch 1, seed 1) that checkpoints only at its last step, logging into `lines`. */
+function shortRun(out: string, steps: number, lines: string[]): StageOptions {
+  return { out, steps, batch: 1, lr: 3e-3, seed: 1, checkpointEvery: steps, log: quietLog(lines) };
+}
+
 test('UNet stage: loss falls, a stopped run resumes exactly, the export loads as a pipeline', async () => {
   const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
   try {
@@ -263,15 +268,7 @@ test("UNet stage: --init starts a new run from another run's EMA weights (same c
       predictionType: 'epsilon',
     };
     const lines: string[] = [];
-    const base: StageOptions = {
-      out: join(root, 'a'),
-      steps: 3,
-      batch: 1,
-      lr: 3e-3,
-      seed: 1,
-      checkpointEvery: 3,
-      log: quietLog(lines),
-    };
+    const base = shortRun(join(root, 'a'), 3, lines);
     await createUnetStage(settings).run(base);
     const source = loadLatestCheckpoint(join(base.out, 'checkpoints'))!;
     const ema = source.ema!.stateDict();
@@ -322,15 +319,7 @@ test('UNet stage with --train-text-encoder: the text encoder starts pretrained, 
       unetConfig: TINY_UNET,
     };
     const lines: string[] = [];
-    const base: StageOptions = {
-      out: join(root, 'unet-only'),
-      steps: 2,
-      batch: 1,
-      lr: 3e-3,
-      seed: 1,
-      checkpointEvery: 2,
-      log: quietLog(lines),
-    };
+    const base = shortRun(join(root, 'unet-only'), 2, lines);
     await createUnetStage(settings).run(base);
     const unetOnly = loadLatestCheckpoint(join(base.out, 'checkpoints'))!;
     const pretrained = (await CLIPTextModel.fromPretrained(join(FIX, 'text_encoder'))).stateDict;
