@@ -248,10 +248,9 @@ export function checkResumable(out: string, setup: Record<string, unknown>): voi
 
 /**
  * The starting weights of a fine-tuning run (`opts.init`): the EMA (else raw) parameters of a checkpoint made
- * by the same stage with the same model config. Returns undefined when the run already has checkpoints.
+ * by the same stage with the same model config (asked only when the run has no checkpoints of its own).
  */
-function initialWeights(opts: StageOptions, run: TrainingRun): StateDict | undefined {
-  if (existsSync(join(opts.out, 'checkpoints', 'latest.json'))) return undefined;
+function initialWeights(opts: StageOptions, run: TrainingRun): StateDict {
   const path = opts.init!;
   if (!existsSync(path)) throw new Error(`--init: ${path} does not exist`);
   const ckpt = loadCheckpoint(path);
@@ -278,7 +277,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
   mkdirSync(opts.out, { recursive: true });
   if (run.extra) checkResumable(opts.out, run.extra);
   const fresh = !existsSync(join(opts.out, 'checkpoints', 'latest.json'));
-  const fromInit = opts.init ? initialWeights(opts, run) : undefined;
+  const fromInit = fresh && opts.init ? initialWeights(opts, run) : undefined;
   const initParams = fresh && run.startWeights ? run.startWeights(fromInit) : fromInit;
   const history = LossHistory.load(opts.out);
   let bar: LossProgress | null = null;

@@ -17,11 +17,10 @@ import { CLIPTokenizer } from '../../models/clip/tokenizer.js';
 import { CLIPTextModel, ClipTextRoot } from '../../models/clip/text_model.js';
 import { parseClipTextConfig } from '../../models/clip/config.js';
 import type { ClipTextConfig } from '../../models/clip/config.js';
-import { readConfig } from '../../io/model_folder.js';
 import { AutoencoderKL } from '../../models/vae/autoencoder_kl.js';
 import { UNet3DConditionModel } from '../../models/unet3d/unet3d.js';
 import { DDPMScheduler } from '../../schedulers/ddpm.js';
-import { findWeightsFile } from '../../io/model_folder.js';
+import { findWeightsFile, readConfig } from '../../io/model_folder.js';
 import { Module } from '../../nn/module.js';
 import type { ParamSpec, StateDict } from '../../nn/module.js';
 import { formatDuration } from '../../cli/progress.js';
@@ -341,8 +340,7 @@ export class UnetTrainingData {
   private async part(first: number, count: number, frames: number, u: Float32Array): Promise<Part> {
     const { width, height } = this.r;
     const pixels = new Float32Array(count * frames * 3 * width * height);
-    const ids = this.r.trainTextEncoder === true;
-    const context = ids
+    const context = this.r.trainTextEncoder
       ? new BigInt64Array(count * this.tokens)
       : new Float32Array(count * this.tokens * this.textHidden);
     const timesteps: number[] = [];

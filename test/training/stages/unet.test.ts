@@ -78,6 +78,20 @@ function quietLog(lines: string[]): StageOptions['log'] {
   return { write: (chunk: string) => (lines.push(chunk), true) };
 }
 
+/** Frames of a 2-frame 16×16 video that a pipeline generates in 2 steps. */
+async function framesGenerated(pipe: TextToVideoPipeline): Promise<number> {
+  let frames = 0;
+  for await (const e of pipe.generate({
+    prompt: 'a red square moves left',
+    numFrames: 2,
+    height: 16,
+    width: 16,
+    numInferenceSteps: 2,
+  }))
+    if (e.kind === 'done') frames = e.frames.length;
+  return frames;
+}
+
 /** A short run (batch 1, seed 1) that checkpoints only at its last step, logging into `lines`. */
 function shortRun(out: string, steps: number, lines: string[]): StageOptions {
   return { out, steps, batch: 1, lr: 3e-3, seed: 1, checkpointEvery: steps, log: quietLog(lines) };
@@ -165,16 +179,7 @@ test('UNet stage: loss falls, a stopped run resumes exactly, the export loads as
     const pipe = await TextToVideoPipeline.fromPretrained(model);
     assert.equal(pipe.components.scheduler.constructor.name, 'DDIMScheduler');
     assert.equal(pipe.components.scheduler.config.predictionType, 'epsilon');
-    let frames = 0;
-    for await (const e of pipe.generate({
-      prompt: 'a red square moves left',
-      numFrames: 2,
-      height: 16,
-      width: 16,
-      numInferenceSteps: 2,
-    }))
-      if (e.kind === 'done') frames = e.frames.length;
-    assert.equal(frames, 2);
+    assert.equal(await framesGenerated(pipe), 2);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -371,16 +376,7 @@ test('UNet stage with --train-text-encoder: the text encoder starts pretrained, 
       unet.close();
     }
     const pipe = await TextToVideoPipeline.fromPretrained(model);
-    let frames = 0;
-    for await (const e of pipe.generate({
-      prompt: 'a red square moves left',
-      numFrames: 2,
-      height: 16,
-      width: 16,
-      numInferenceSteps: 2,
-    }))
-      if (e.kind === 'done') frames = e.frames.length;
-    assert.equal(frames, 2);
+    assert.equal(await framesGenerated(pipe), 2);
     rmSync(join(model, 'vae'));
     mkdirSync(join(model, 'vae'));
     cpSync(join(FIX, 'vae'), join(model, 'vae'), { recursive: true });
