@@ -49,6 +49,8 @@ export interface TrainFlags {
   stopAfter?: number;
   predictionType?: string;
   trainTextEncoder?: boolean;
+  textProbe?: number;
+  textLrScale?: number;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -75,6 +77,13 @@ function predictionType(stage: StageDefinition, v: string): TrainPrediction {
   return hit;
 }
 
+/** A unet-stage option that only makes sense when the text encoder is trained. */
+function textEncoderOption(stage: StageDefinition, flags: TrainFlags, flag: string, v: number): number {
+  unetOnly(stage, flag);
+  if (flags.trainTextEncoder !== true) throw new Error(`${flag} needs --train-text-encoder`);
+  return v;
+}
+
 /** Stage options from the command-line flags and the stage's defaults. */
 export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOptions {
   const d = stage.defaults;
@@ -92,6 +101,12 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
       predictionType: predictionType(stage, flags.predictionType),
     }),
     ...(flags.trainTextEncoder === true && { trainTextEncoder: unetOnly(stage, '--train-text-encoder') }),
+    ...(flags.textProbe !== undefined && {
+      textProbe: textEncoderOption(stage, flags, '--text-probe', flags.textProbe),
+    }),
+    ...(flags.textLrScale !== undefined && {
+      textLrScale: textEncoderOption(stage, flags, '--text-lr-scale', flags.textLrScale),
+    }),
   };
 }
 
@@ -168,6 +183,17 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
     .option(
       '--train-text-encoder',
       'unet stage: fine-tune the text encoder with the UNet (exported to <export>/text_encoder)',
+    )
+    .option(
+      '--text-probe <weight>',
+      'unet stage, with --train-text-encoder: add a loss (this weight) that makes every attribute a caption ' +
+        'names linearly decodable from the text states (the probe is not exported)',
+      positive('--text-probe'),
+    )
+    .option(
+      '--text-lr-scale <x>',
+      "unet stage, with --train-text-encoder: the text encoder's (and probe's) learning rate is x times the UNet's",
+      positive('--text-lr-scale'),
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

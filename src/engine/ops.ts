@@ -174,6 +174,12 @@ function padAt(rank: number, axis: number, before: number, after: number): numbe
 export const softmax = (x: Tensor, axis = -1): Tensor =>
   bind1('softmax', [x], { axis: normAxis(axis, x.rank) });
 /** Normalizes over the last axis (no affine). */
+/** log Σ exp(x) along `axis` (kept as a size-1 axis), computed stably by shifting with the maximum. */
+export function logSumExp(x: Tensor, axis: number): Tensor {
+  const m = max(x, [axis], true);
+  return add(log(sum(exp(sub(x, m)), [axis], true)), m);
+}
+
 export const layerNormCore = (x: Tensor, eps: number): Tensor => bind1('layerNorm', [x], { eps });
 /** Group norm over [N, C, ...] without affine: a layer norm over each group's values. */
 export function groupNormCore(x: Tensor, groups: number, eps: number): Tensor {

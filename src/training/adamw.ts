@@ -60,9 +60,16 @@ export class AdamW {
 
   /**
    * One AdamW step in place. Every parameter needs a gradient of the same length and every gradient a
-   * parameter. `lr` overrides the stored learning rate for this step (e.g. from an LR schedule).
+   * parameter. `lr` overrides the stored learning rate for this step (e.g. from an LR schedule); `lrScale`
+   * multiplies it per parameter (parameter groups with their own learning rate; weight decay scales with it,
+   * as in torch's per-group lr).
    */
-  step(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number = this.lr): void {
+  step(
+    params: Map<string, Float32Array>,
+    grads: Map<string, Float32Array>,
+    lr: number = this.lr,
+    lrScale?: (name: string) => number,
+  ): void {
     checkFinite('lr', lr, 0);
     for (const name of grads.keys()) {
       if (!params.has(name)) throw new Error(`AdamW.step: gradient "${name}" has no matching parameter`);
@@ -77,18 +84,21 @@ export class AdamW {
     this.stepCount++;
     const [beta1, beta2] = this.betas;
     const t = this.stepCount;
-    const coefs: UpdateCoefficients = {
-      decay: 1 - lr * this.weightDecay,
+    const coefficients = (rate: number): UpdateCoefficients => ({
+      decay: 1 - rate * this.weightDecay,
       beta1,
       beta2,
-      stepSize: lr / (1 - beta1 ** t),
+      stepSize: rate / (1 - beta1 ** t),
       bias2Sqrt: Math.sqrt(1 - beta2 ** t),
       eps: this.eps,
-    };
+    });
+    const coefs = coefficients(lr);
     for (const [name, p] of params) {
       const m = this.#moment(this.#expAvg, name, p.length);
       const v = this.#moment(this.#expAvgSq, name, p.length);
-      updateTensor(p, grads.get(name)!, m, v, coefs);
+      const scale = lrScale ? lrScale(name) : 1;
+      if (scale !== 1) checkFinite(`lr scale of "${name}"`, scale, 0);
+      updateTensor(p, grads.get(name)!, m, v, scale === 1 ? coefs : coefficients(lr * scale));
     }
   }
 

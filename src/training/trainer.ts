@@ -68,6 +68,8 @@ export interface TrainOptions {
   readonly batch: (step: number) => Record<string, HostTensor> | Promise<Record<string, HostTensor>>;
   readonly totalSteps: number;
   readonly optimizer: AdamWOptions;
+  /** Per-parameter multiplier of the learning rate (default 1 for all). */
+  readonly lrScale?: (name: string) => number;
   readonly lr?: LrSchedule;
   readonly clipNorm?: number;
   readonly ema?: { decay: number; warmup?: boolean };
@@ -118,7 +120,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${step}`);
     const gradNorm = opts.clipNorm ? clipGradNorm(grads, opts.clipNorm) : Number.NaN;
     const lr = opts.lr ? opts.lr(step) : opts.optimizer.lr;
-    optimizer.step(params, grads, lr);
+    optimizer.step(params, grads, lr, opts.lrScale);
     ema?.update(params);
     losses.push(loss);
     step++;

@@ -70,6 +70,21 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
   );
   assert.equal(stageOptions(unet, { seed: 0, trainTextEncoder: true }).trainTextEncoder, true);
   assert.equal(stageOptions(unet, { seed: 0 }).trainTextEncoder, undefined);
+  assert.equal(stageOptions(unet, { seed: 0, trainTextEncoder: true, textProbe: 0.5 }).textProbe, 0.5);
+  assert.equal(stageOptions(unet, { seed: 0, trainTextEncoder: true }).textProbe, undefined);
+  assert.throws(
+    () => stageOptions(unet, { seed: 0, textProbe: 0.5 }),
+    /--text-probe needs --train-text-encoder/,
+  );
+  assert.equal(stageOptions(unet, { seed: 0, trainTextEncoder: true, textLrScale: 5 }).textLrScale, 5);
+  assert.throws(
+    () => stageOptions(unet, { seed: 0, textLrScale: 5 }),
+    /--text-lr-scale needs --train-text-encoder/,
+  );
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, textProbe: 0.5 }),
+    /--text-probe applies to the unet stage only, not 'clip'/,
+  );
   assert.throws(
     () => stageOptions(clip, { seed: 0, trainTextEncoder: true }),
     /--train-text-encoder applies to the unet stage only, not 'clip'/,

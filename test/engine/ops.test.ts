@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import * as op from '../../src/engine/ops.js';
-import { hostTensor } from '../../src/engine/runtime.js';
+import { compile, hostTensor } from '../../src/engine/runtime.js';
+import { trace } from '../../src/engine/tensor.js';
+import assert from 'node:assert/strict';
 import { checkOp } from './check_op.js';
 
 const unary: Array<[string, (x: ReturnType<typeof op.exp>) => ReturnType<typeof op.exp>, boolean?]> = [
@@ -120,6 +122,28 @@ test('op softmax / layer norm / group norm', async () => {
   await checkOp('softmax_axis1', (x) => op.softmax(x, 1), [[2, 4, 3]]);
   await checkOp('layer_norm', (x) => op.layerNormCore(x, 1e-5), [[3, 8]]);
   await checkOp('group_norm', (x) => op.groupNormCore(x, 2, 1e-6), [[2, 4, 3, 3]]);
+});
+test('op logSumExp: gradients, and stable values where exp overflows float32', async () => {
+  await checkOp('log_sum_exp', (x) => op.logSumExp(x, 1), [[3, 5]]);
+  await checkOp('log_sum_exp_axis0', (x) => op.logSumExp(x, 0), [[4, 2, 3]]);
+  // Rows far beyond exp's float32 range (e^100 overflows): log Σ e^x = m + log Σ e^(x−m) in float64.
+  const rows = [
+    [100, 101, 99],
+    [-1000, -1001, -1002],
+    [0.5, -2, 3],
+  ];
+  const prog = trace((x) => op.logSumExp(x, 1), [{ name: 'x', shape: [3, 3] }]);
+  const out = await (await compile(prog)).run({ x: hostTensor(Float32Array.from(rows.flat()), [3, 3]) });
+  const got = out['out0']!;
+  assert.deepEqual(got.shape, [3, 1]);
+  rows.forEach((r, i) => {
+    const m = Math.max(...r);
+    const want = m + Math.log(r.reduce((a, v) => a + Math.exp(v - m), 0));
+    assert.ok(
+      Math.abs((got.data as Float32Array)[i]! - want) < 1e-4 * Math.max(1, Math.abs(want)),
+      `row ${i}`,
+    );
+  });
 });
 test('op conv 2d (stride, padding, dilation, groups)', async () => {
   await checkOp(

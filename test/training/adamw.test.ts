@@ -152,3 +152,38 @@ test('AdamW step on 1M parameters is fast', () => {
   // Generous bound for a shared CI machine; about 5 ms is typical.
   assert.ok(ms < 200, `1M-parameter step took ${ms.toFixed(1)} ms`);
 });
+
+test('AdamW lrScale: each parameter steps as if its optimizer had lr × scale (weight decay included)', () => {
+  const start = (): Map<string, Float32Array> =>
+    new Map([
+      ['a', Float32Array.from([0.5, -1, 2])],
+      ['b', Float32Array.from([1.5, 0.25])],
+    ]);
+  const gradsAt = (k: number): Map<string, Float32Array> =>
+    new Map([
+      ['a', Float32Array.from([0.1 * k, -0.3, 0.05])],
+      ['b', Float32Array.from([-0.2, 0.4 / k])],
+    ]);
+  const grouped = start();
+  const opt = new AdamW({ lr: 1e-2, weightDecay: 0.1 });
+  const alone = { a: start(), b: start() };
+  const optA = new AdamW({ lr: 1e-2, weightDecay: 0.1 });
+  const optB = new AdamW({ lr: 3e-2, weightDecay: 0.1 });
+  for (let k = 1; k <= 5; k++) {
+    opt.step(grouped, gradsAt(k), 1e-2, (name) => (name === 'b' ? 3 : 1));
+    optA.step(new Map([['a', alone.a.get('a')!]]), new Map([['a', gradsAt(k).get('a')!]]));
+    optB.step(new Map([['b', alone.b.get('b')!]]), new Map([['b', gradsAt(k).get('b')!]]));
+  }
+  assert.deepEqual(grouped.get('a'), alone.a.get('a'));
+  assert.deepEqual(grouped.get('b'), alone.b.get('b'));
+  assert.notDeepEqual(
+    grouped.get('b'),
+    (() => {
+      const p = start();
+      const o = new AdamW({ lr: 1e-2, weightDecay: 0.1 });
+      for (let k = 1; k <= 5; k++) o.step(p, gradsAt(k));
+      return p.get('b');
+    })(),
+  );
+  assert.throws(() => opt.step(grouped, gradsAt(1), 1e-2, () => -1), /lr scale of "a"/);
+});

@@ -152,11 +152,6 @@ function unitRows(f: Tensor): Tensor {
   return op.mul(f, op.rsqrt(op.sum(op.square(f), [1], true)));
 }
 
-function logSumExp(x: Tensor, axis: number): Tensor {
-  const m = op.max(x, [axis], true);
-  return op.add(op.log(op.sum(op.exp(op.sub(x, m)), [axis], true)), m);
-}
-
 /**
  * Symmetric InfoNCE: logits = exp(min(logit_scale, ln 100)) · cos(image_i, text_j); the loss is the mean of the
  * image→text and text→image cross-entropies with the matching pair as the target.
@@ -170,7 +165,7 @@ export function contrastiveLoss(model: ClipTrainingModel, pixels: Tensor, ids: T
   const eye = new Float32Array(b * b);
   for (let i = 0; i < b; i++) eye[i * b + i] = 1;
   const matched = op.sum(op.mul(logits, op.constant(eye, [b, b])), [0, 1]);
-  const both = op.add(op.sum(logSumExp(logits, 1), [0, 1]), op.sum(logSumExp(logits, 0), [0, 1]));
+  const both = op.add(op.sum(op.logSumExp(logits, 1), [0, 1]), op.sum(op.logSumExp(logits, 0), [0, 1]));
   return op.div(op.sub(both, op.mul(matched, 2)), 2 * b);
 }
 

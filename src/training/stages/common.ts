@@ -46,6 +46,13 @@ export interface StageOptions {
    * text encoder and are exported with the UNet); other stages reject it.
    */
   readonly trainTextEncoder?: boolean;
+  /**
+   * unet stage with trainTextEncoder: weight of the text probe loss (caption attributes decoded linearly from
+   * the text states); other stages reject it.
+   */
+  readonly textProbe?: number;
+  /** unet stage with trainTextEncoder: the text encoder's (and probe's) learning rate over the UNet's. */
+  readonly textLrScale?: number;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
@@ -203,6 +210,8 @@ export interface TrainingRun {
   readonly weightDecay: number;
   readonly clipNorm?: number;
   readonly ema?: { decay: number; warmup?: boolean };
+  /** Per-parameter multiplier of the learning rate (parameter groups); default 1. */
+  readonly lrScale?: (name: string) => number;
   /** Saved in checkpoints (e.g. the model config). */
   readonly extra?: Record<string, unknown>;
   /**
@@ -291,6 +300,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
     optimizer: { lr: opts.lr, weightDecay: run.weightDecay },
     lr: cosineWithWarmup({ lr: opts.lr, warmupSteps: run.warmupSteps, totalSteps: opts.steps }),
     ...(run.clipNorm !== undefined && { clipNorm: run.clipNorm }),
+    ...(run.lrScale && { lrScale: run.lrScale }),
     ...(run.ema && { ema: run.ema }),
     checkpointDir: join(opts.out, 'checkpoints'),
     checkpointEvery: opts.checkpointEvery,

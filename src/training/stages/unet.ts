@@ -4,12 +4,15 @@
 // CLIP text encoder's last_hidden_state (cached per caption); captions become "" with probability 0.1 so that
 // classifier-free guidance works at generation. Joint image–video training: every step trains a batch of
 // clips plus a few image-mode stills (1-frame videos with still captions) through the same weights. The data
-// of step i is a pure function of (seed, i), so a resumed run continues the identical loss curve.
+// of step i is a pure function of (seed, i), so a resumed run continues the identical loss curve. With
+// --train-text-encoder the text encoder is trained too (optionally at its own learning rate, and with a text
+// probe loss that makes every attribute a caption names decodable from its states).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as op from '../../engine/ops.js';
+import type { Tensor } from '../../engine/tensor.js';
 import { hostTensor } from '../../engine/runtime.js';
 import type { HostTensor } from '../../engine/runtime.js';
 import { Generator } from '../../engine/random.js';
@@ -30,6 +33,11 @@ import { exportComponent, writeJsonAtomic } from '../export.js';
 import { TRAIN_PREDICTIONS, indexedGenerator, logLine, runTraining, writeRunReport } from './common.js';
 import type { StageDefinition, StageOptions, StageResult, TrainPrediction } from './common.js';
 import { toFloatCHW, worldSample } from '../data/world.js';
+import {
+  CAPTION_ATTRIBUTE_CLASSES,
+  CAPTION_ATTRIBUTE_GROUPS,
+  captionAttributeTargets,
+} from '../data/caption_attributes.js';
 
 /** The shipped default model folder (repo/models/default). */
 export const DEFAULT_MODEL_DIR = resolvePath(
@@ -147,6 +155,21 @@ export interface UnetStageSettings {
    * UNet conditioned on the frozen encoder cannot learn motion direction or shape from the prompt.
    */
   readonly trainTextEncoder?: boolean;
+  /**
+   * Weight of the text probe loss (needs trainTextEncoder; 0 or absent: none). A cosine classifier of fixed
+   * scale (`TextProbe`) reads every attribute a caption names (each object's shape, colour, size, motion,
+   * speed; the number of objects; the background colour; the camera pan) from the mean of the text encoder's
+   * states over the 77 positions, and its cross-entropy is added to the UNet loss: the text encoder must then
+   * keep those attributes apart, which the diffusion loss alone does not make it do. Not exported.
+   */
+  readonly textProbe?: number;
+  /** Captions the probe reads per step (default 32), drawn apart from the clips' and stills'. */
+  readonly probeCaptions?: number;
+  /**
+   * The text encoder's (and the probe's) learning rate as a multiple of the UNet's (default 1; needs
+   * trainTextEncoder): lets the text states reorganise faster than the UNet changes.
+   */
+  readonly textLrScale?: number;
 }
 
 export interface Resolved {
@@ -161,6 +184,10 @@ export interface Resolved {
   predictionType: TrainPrediction;
   /** Present (true) only for runs that fine-tune the text encoder, so older runs' saved settings still match. */
   trainTextEncoder?: true;
+  /** Present only for runs with a text probe (same reason). */
+  textProbe?: { weight: number; captions: number };
+  /** Present only when not 1 (same reason). */
+  textLrScale?: number;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -176,7 +203,30 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     seed,
     predictionType: o.predictionType ?? 'v_prediction',
     ...(o.trainTextEncoder === true && { trainTextEncoder: true as const }),
+    ...(o.textProbe !== undefined &&
+      o.textProbe !== 0 && { textProbe: { weight: o.textProbe, captions: o.probeCaptions ?? 32 } }),
+    ...(o.textLrScale !== undefined && o.textLrScale !== 1 && { textLrScale: o.textLrScale }),
   };
+  if (r.textLrScale !== undefined) {
+    if (!(r.textLrScale > 0 && Number.isFinite(r.textLrScale)))
+      throw new RangeError(`unet stage: textLrScale must be a positive number, got ${r.textLrScale}`);
+    if (!r.trainTextEncoder)
+      throw new Error(
+        'unet stage: textLrScale needs the text encoder trained with the UNet (trainTextEncoder)',
+      );
+  }
+  if (r.textProbe) {
+    if (!(r.textProbe.weight > 0 && Number.isFinite(r.textProbe.weight)))
+      throw new RangeError(`unet stage: textProbe must be a positive weight, got ${r.textProbe.weight}`);
+    if (!r.trainTextEncoder)
+      throw new Error(
+        'unet stage: a text probe needs the text encoder trained with the UNet (trainTextEncoder)',
+      );
+    if (!Number.isInteger(r.textProbe.captions) || r.textProbe.captions < 1)
+      throw new RangeError(
+        `unet stage: probeCaptions must be a positive integer, got ${r.textProbe.captions}`,
+      );
+  }
   if (!TRAIN_PREDICTIONS.includes(r.predictionType))
     throw new RangeError(
       `unet stage: predictionType must be 'epsilon' or 'v_prediction', got ${String(r.predictionType)}`,
@@ -196,8 +246,14 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
 
 /** Image-mode samples are drawn from their own index range, so they never repeat a clip's scene. */
 const IMAGE_INDEX_OFFSET = 1e12;
+/** The text probe's captions come from a third index range. */
+const PROBE_INDEX_OFFSET = 2e12;
+/** Fraction of the probe's captions that are image-mode (still) captions, as in the CLIP stage. */
+const PROBE_STILL_FRACTION = 0.25;
 /** `indexedGenerator` purpose of the UNet stage's per-step noise. */
 const RNG_PURPOSE = 3;
+/** `indexedGenerator` purpose of the text probe's image-mode choices. */
+const RNG_PURPOSE_PROBE = 4;
 
 /** The procedural world's training split as a clip source. */
 export function worldSource(seed: number): ClipSource {
@@ -234,6 +290,8 @@ export class UnetTrainingData {
   /** Text states per sample [77, D]. */
   readonly tokens: number;
   readonly textHidden: number;
+  /** The text probe's settings, when the run has one. */
+  readonly probe: { weight: number; captions: number } | undefined;
 
   private constructor(
     private readonly tokenizer: CLIPTokenizer,
@@ -250,6 +308,7 @@ export class UnetTrainingData {
     this.imageShape = [r.images, z, 1, r.height / f, r.width / f];
     this.tokens = tokenizer.modelMaxLength;
     this.textHidden = textEncoder.config.hiddenSize;
+    this.probe = r.textProbe;
   }
 
   /** Loads `dir/tokenizer`, `dir/text_encoder` and `dir/vae`. */
@@ -300,7 +359,31 @@ export class UnetTrainingData {
         feeds,
         this.feeds('image_', stills, this.imageShape, x0.subarray(split), noise.subarray(split)),
       );
+    if (this.r.textProbe) Object.assign(feeds, await this.probeFeeds(step, this.r.textProbe.captions));
     return feeds;
+  }
+
+  /** The text probe's captions of step `step` (token ids) and what each names (targets rows). */
+  private async probeFeeds(step: number, n: number): Promise<Record<string, HostTensor>> {
+    const { width, height } = this.r;
+    const still = indexedGenerator(this.r.seed, RNG_PURPOSE_PROBE, step).uniform(n);
+    const ids = new BigInt64Array(n * this.tokens);
+    const targets = new Float32Array(n * CAPTION_ATTRIBUTE_CLASSES);
+    for (let i = 0; i < n; i++) {
+      const imageMode = still[i]! < PROBE_STILL_FRACTION;
+      const { caption } = await this.source(PROBE_INDEX_OFFSET + step * n + i, {
+        width,
+        height,
+        frames: 1,
+        imageMode,
+      });
+      this.tokenizer.encode(caption).inputIds.forEach((id, j) => (ids[i * this.tokens + j] = BigInt(id)));
+      targets.set(captionAttributeTargets(caption), i * CAPTION_ATTRIBUTE_CLASSES);
+    }
+    return {
+      probe_input_ids: hostTensor(ids, [n, this.tokens], 'int64'),
+      probe_targets: hostTensor(targets, [n, CAPTION_ATTRIBUTE_CLASSES]),
+    };
   }
 
   private feeds(
@@ -417,6 +500,8 @@ export function buildUnet(
 
 /** Key prefix of the text encoder's weights in a run that fine-tunes it with the UNet. */
 export const TEXT_ENCODER_PREFIX = 'text_encoder.';
+/** Key prefix of the text probe's weights (trained, checkpointed, never exported). */
+export const TEXT_PROBE_PREFIX = 'text_probe.';
 
 /**
  * The parameters a run trains when it fine-tunes the text encoder too: the UNet's under their own names (as
@@ -425,12 +510,19 @@ export const TEXT_ENCODER_PREFIX = 'text_encoder.';
  */
 export class UnetWithTextEncoder extends Module {
   readonly textEncoder: ClipTextRoot;
+  /** The text probe (`text_probe.*`): caption attributes from the mean text state, when the run has one. */
+  readonly probe: TextProbe | null;
   constructor(
     readonly unet: UNet3DConditionModel,
     textConfig: ClipTextConfig,
+    opts: { probe?: boolean } = {},
   ) {
     super();
     this.textEncoder = this.child(TEXT_ENCODER_PREFIX.slice(0, -1), new ClipTextRoot(textConfig, false));
+    this.probe =
+      opts.probe === true
+        ? this.child(TEXT_PROBE_PREFIX.slice(0, -1), new TextProbe(textConfig.hiddenSize))
+        : null;
   }
 
   override namedParameters(prefix = ''): Map<string, ParamSpec> {
@@ -440,15 +532,61 @@ export class UnetWithTextEncoder extends Module {
   }
 }
 
-/** The UNet part and the text encoder part (keys without the prefix) of a run's weights. */
+/** The UNet part and the text encoder part (keys without the prefix) of a run's weights; a probe's are left out. */
 export function splitJointWeights(weights: StateDict): { unet: StateDict; textEncoder: StateDict } {
   const unet: StateDict = new Map();
   const textEncoder: StateDict = new Map();
   for (const [k, v] of weights) {
     if (k.startsWith(TEXT_ENCODER_PREFIX)) textEncoder.set(k.slice(TEXT_ENCODER_PREFIX.length), v);
-    else unet.set(k, v);
+    else if (!k.startsWith(TEXT_PROBE_PREFIX)) unet.set(k, v);
   }
   return { unet, textEncoder };
+}
+
+/** Scale of the text probe's cosine logits (fixed, so the probe cannot grow its way to confident answers). */
+export const TEXT_PROBE_SCALE = 10;
+
+/** Each row of x [N, D] divided by its norm. */
+function unitRows(x: Tensor): Tensor {
+  return op.mul(x, op.rsqrt(op.add(op.sum(op.square(x), [1], true), 1e-12)));
+}
+
+/** The text probe: one weight row per attribute class, read as a cosine classifier of fixed scale. */
+export class TextProbe extends Module {
+  constructor(hidden: number) {
+    super();
+    this.declare('weight', [CAPTION_ATTRIBUTE_CLASSES, hidden], { kind: 'normal', std: 1 });
+  }
+  /** Logits [N, classes] of text states [N, T, D]: scale · cos(mean over T, class row). */
+  forward(states: Tensor): Tensor {
+    const pooled = unitRows(op.mean(states, [1]));
+    const classes = unitRows(this.p('weight'));
+    return op.mul(op.matmul(pooled, op.transpose(classes, [1, 0])), TEXT_PROBE_SCALE);
+  }
+}
+
+/**
+ * The text probe's loss: the mean over the batch of the summed cross-entropies of every attribute group a
+ * caption names. The logits are cosines, times TEXT_PROBE_SCALE, between the text states [N, 77, D] averaged
+ * over the positions and the rows of the probe's weight [classes, D]: a cosine classifier of fixed scale
+ * cannot reach confident answers by growing its weights on a small difference, so the text states themselves
+ * must point apart for captions that name different attributes. `targets` [N, classes] holds one-hot rows
+ * per named group and zeros for the groups a caption leaves out.
+ */
+export function textProbeLoss(probe: TextProbe, states: Tensor, targets: Tensor): Tensor {
+  const n = states.shape[0]!;
+  const logits = probe.forward(states);
+  const sizes = CAPTION_ATTRIBUTE_GROUPS.map((g) => g.classes.length);
+  const parts = op.split(logits, sizes, 1);
+  const wanted = op.split(targets, sizes, 1);
+  const nll = parts.map((l, i) => {
+    const logProb = op.sub(l, op.logSumExp(l, 1));
+    return op.neg(op.sum(op.mul(logProb, wanted[i]!), [0, 1]));
+  });
+  return op.div(
+    nll.reduce((x, y) => op.add(x, y)),
+    n,
+  );
 }
 
 /**
@@ -462,6 +600,12 @@ export function unetGradStep(
 ): Promise<GradStep> {
   const unet = model instanceof UnetWithTextEncoder ? model.unet : model;
   const text = model instanceof UnetWithTextEncoder ? model.textEncoder : null;
+  const probe = model instanceof UnetWithTextEncoder ? model.probe : null;
+  const probeWeight = data.probe?.weight ?? 0;
+  if ((probe !== null) !== probeWeight > 0)
+    throw new Error(
+      'unet stage: the model has a text probe exactly when the training data has probe captions',
+    );
   const parts = [{ prefix: '', shape: data.latentShape }];
   if (data.imageShape[0] > 0) parts.push({ prefix: 'image_', shape: data.imageShape });
   const total = parts.reduce((s, p) => s + p.shape[0], 0);
@@ -474,6 +618,11 @@ export function unetGradStep(
     { name: `${prefix}fps`, shape: [shape[0]] },
     { name: `${prefix}target`, shape },
   ]);
+  if (data.probe)
+    specs.push(
+      { name: 'probe_input_ids', shape: [data.probe.captions, data.tokens], dtype: 'int64' as const },
+      { name: 'probe_targets', shape: [data.probe.captions, CAPTION_ATTRIBUTE_CLASSES] },
+    );
   return GradStep.create(
     (x) => {
       const losses = parts.map(({ prefix, shape }) => {
@@ -486,7 +635,10 @@ export function unetGradStep(
         const d = op.sub(eps, x[`${prefix}target`]!);
         return op.mul(op.mean(op.mul(d, d), [0, 1, 2, 3, 4]), shape[0] / total);
       });
-      return losses.reduce((a, l) => op.add(a, l));
+      const diffusion = losses.reduce((a, l) => op.add(a, l));
+      if (!probe || !text) return diffusion;
+      const states = text.textModel.forward(x['probe_input_ids']!).lastHiddenState;
+      return op.add(diffusion, op.mul(textProbeLoss(probe, states, x['probe_targets']!), probeWeight));
     },
     specs,
     threads > 0 ? { threads } : {},
@@ -547,6 +699,11 @@ function checkSameComponents(pipelineDir: string, trainedWith: unknown, trainsTe
     );
 }
 
+/** The learning-rate multiplier of each parameter: `scale` for the text encoder's and the probe's, else 1. */
+function textLrScale(scale: number): (name: string) => number {
+  return (name) => (name.startsWith(TEXT_ENCODER_PREFIX) || name.startsWith(TEXT_PROBE_PREFIX) ? scale : 1);
+}
+
 /** Wraps the batch builder to print the measured seconds per step once a few steps have run. */
 function measured(
   opts: StageOptions,
@@ -586,6 +743,8 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       ...s,
       predictionType: s.predictionType ?? opts.predictionType,
       trainTextEncoder: s.trainTextEncoder ?? opts.trainTextEncoder,
+      textProbe: s.textProbe ?? opts.textProbe,
+      textLrScale: s.textLrScale ?? opts.textLrScale,
     },
     opts.batch,
     opts.seed,
@@ -595,7 +754,9 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
   const config = { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG) };
   const unet = buildUnet(config, data.textHidden);
-  const joint = r.trainTextEncoder ? new UnetWithTextEncoder(unet, data.textEncoder.config) : null;
+  const joint = r.trainTextEncoder
+    ? new UnetWithTextEncoder(unet, data.textEncoder.config, { probe: r.textProbe !== undefined })
+    : null;
   const model = joint ?? unet;
   const t0 = performance.now();
   const step = await unetGradStep(model, data, opts.threads);
@@ -605,6 +766,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       (joint
         ? ` + text encoder ${(joint.textEncoder.parameterCount() / 1e6).toFixed(2)} M (fine-tuned)`
         : '') +
+      (r.textProbe ? ` + text probe (weight ${r.textProbe.weight}, ${r.textProbe.captions} captions)` : '') +
       `, batch ${data.latentShape.join('×')} latents ` +
       `(${r.frames} frames of ${r.width}×${r.height}) + ${r.images} stills, components from ${dir}; ` +
       `program compiled in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
@@ -617,6 +779,10 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
           const key = TEXT_ENCODER_PREFIX + k;
           if (!weights.has(key)) weights.set(key, v.slice());
         }
+        for (const [k, v] of joint.probe?.initParameters(opts.seed) ?? []) {
+          const key = TEXT_PROBE_PREFIX + k;
+          if (!weights.has(key)) weights.set(key, v);
+        }
         return weights;
       }
     : undefined;
@@ -627,6 +793,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
     step,
     batch: measured(opts, (i) => data.batch(i)),
     ...(startWeights && { startWeights }),
+    ...(r.textLrScale !== undefined && { lrScale: textLrScale(r.textLrScale) }),
     warmupSteps: s.warmupSteps ?? 200,
     weightDecay: 0.01,
     clipNorm: 1,

@@ -20,12 +20,14 @@ import { loadLatestCheckpoint } from '../../../src/training/checkpoint.js';
 import { UNet3DConditionModel } from '../../../src/models/unet3d/unet3d.js';
 import { TextToVideoPipeline } from '../../../src/pipelines/text_to_video.js';
 import { CLIPTextModel } from '../../../src/models/clip/text_model.js';
+import { CLIPTokenizer } from '../../../src/models/clip/tokenizer.js';
 import {
   UnetTrainingData,
   createUnetStage,
   exportUnetCheckpoint,
   resolveUnetSettings,
   TEXT_ENCODER_PREFIX,
+  TEXT_PROBE_PREFIX,
   TRAIN_SCHEDULER_CONFIG,
 } from '../../../src/training/stages/unet.js';
 import type { ClipSource, UnetStageSettings } from '../../../src/training/stages/unet.js';
@@ -385,6 +387,92 @@ test('UNet stage with --train-text-encoder: the text encoder starts pretrained, 
       '{"_class_name": "AutoencoderKL", "scaling_factor": 0.5}',
     );
     assert.throws(() => exportUnetCheckpoint(trained.out, model), /vae differ/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+/** ‖a − b‖ / ‖a‖ of two captions' text states under the text encoder in `dir`. */
+async function separation(dir: string, a: string, b: string): Promise<number> {
+  const text = await CLIPTextModel.fromPretrained(dir);
+  const tok = await CLIPTokenizer.fromPretrained(join(FIX, 'tokenizer'));
+  const [x, y] = await Promise.all(
+    [a, b].map(
+      async (c) => (await text.encode([tok.encode(c).inputIds])).lastHiddenState.data as Float32Array,
+    ),
+  );
+  let d = 0;
+  let n = 0;
+  x!.forEach((v, i) => ((d += (v - y![i]!) ** 2), (n += v * v)));
+  return Math.sqrt(d / n);
+}
+
+test('UNet stage with --text-probe: the text states come to tell the captions apart; the probe is not exported', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-probe-'));
+  try {
+    const settings: UnetStageSettings = {
+      componentsDir: componentsDir(root),
+      source: squares,
+      frames: 2,
+      width: 16,
+      height: 16,
+      images: 1,
+      warmupSteps: 1,
+      unetConfig: TINY_UNET,
+      trainTextEncoder: true,
+      probeCaptions: 8,
+    };
+    assert.throws(
+      () => resolveUnetSettings({ textProbe: 1 }, 1, 0),
+      /a text probe needs the text encoder trained with the UNet/,
+    );
+    assert.throws(
+      () => resolveUnetSettings({ trainTextEncoder: true, textProbe: -1 }, 1, 0),
+      /positive weight/,
+    );
+    assert.throws(() => resolveUnetSettings({ textLrScale: 2 }, 1, 0), /textLrScale needs the text encoder/);
+    // textLrScale: a vanishing scale freezes the text encoder and the probe while the UNet trains.
+    const frozen = shortRun(join(root, 'frozen'), 2, []);
+    await createUnetStage({ ...settings, textProbe: 1, textLrScale: 1e-30 }).run(frozen);
+    const still = loadLatestCheckpoint(join(frozen.out, 'checkpoints'))!;
+    const pretrained = (await CLIPTextModel.fromPretrained(join(FIX, 'text_encoder'))).stateDict;
+    const moved = (k: string, a: Float32Array, b: Float32Array): number =>
+      a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+    for (const [k, v] of pretrained)
+      assert.ok(moved(k, still.params.get(TEXT_ENCODER_PREFIX + k)!, v) < 1e-6, k);
+    const unetKey = 'conv_in.weight';
+    const unetStart = UNet3DConditionModel.fromConfig({ ...TINY_UNET })
+      .initParameters(1)
+      .get(unetKey)!;
+    assert.ok(moved(unetKey, still.params.get(unetKey)!, unetStart) > 1e-4);
+    const exported: Record<string, string> = {};
+    for (const [name, textProbe] of [
+      ['plain', undefined],
+      ['probe', 1],
+    ] as const) {
+      const run = shortRun(join(root, name), 30, []);
+      await createUnetStage({ ...settings, ...(textProbe !== undefined && { textProbe }) }).run(run);
+      const ckpt = loadLatestCheckpoint(join(run.out, 'checkpoints'))!;
+      assert.equal(
+        [...ckpt.params.keys()].some((k) => k.startsWith(TEXT_PROBE_PREFIX)),
+        textProbe !== undefined,
+      );
+      const model = join(root, `model-${name}`);
+      mkdirSync(model);
+      for (const c of ['tokenizer', 'vae']) symlinkSync(join(FIX, c), join(model, c));
+      cpSync(join(FIX, 'text_encoder'), join(model, 'text_encoder'), { recursive: true });
+      assert.equal(exportUnetCheckpoint(run.out, model), 30);
+      exported[name] = model;
+    }
+    // The export loads strictly (no probe key in text_encoder/ or unet/) and generates.
+    const pipe = await TextToVideoPipeline.fromPretrained(exported['probe']!);
+    assert.equal(await framesGenerated(pipe), 2);
+    // "left" and "right" (the squares' only difference in motion) pull apart far more with the probe.
+    const [l, r] = ['a red square moves left', 'a red square moves right'];
+    const before = await separation(join(FIX, 'text_encoder'), l, r);
+    const plain = await separation(join(exported['plain']!, 'text_encoder'), l, r);
+    const probed = await separation(join(exported['probe']!, 'text_encoder'), l, r);
+    assert.ok(probed > 2 * Math.max(before, plain), `separation ${before} → plain ${plain}, probe ${probed}`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
