@@ -94,6 +94,26 @@ async function framesGenerated(pipe: TextToVideoPipeline): Promise<number> {
   return frames;
 }
 
+/** The text-encoder tests' tiny setup: 2-frame 16×16 clips of squares, 1 still, the tiny UNet. */
+function tinySettings(root: string, extra: Partial<UnetStageSettings> = {}): UnetStageSettings {
+  return {
+    componentsDir: componentsDir(root),
+    source: squares,
+    frames: 2,
+    width: 16,
+    height: 16,
+    images: 1,
+    warmupSteps: 1,
+    unetConfig: TINY_UNET,
+    ...extra,
+  };
+}
+
+/** Largest absolute element difference. */
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  return a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+}
+
 /** A short run (batch 1, seed 1) that checkpoints only at its last step, logging into `lines`. */
 function shortRun(out: string, steps: number, lines: string[]): StageOptions {
   return { out, steps, batch: 1, lr: 3e-3, seed: 1, checkpointEvery: steps, log: quietLog(lines) };
@@ -315,23 +335,12 @@ test("UNet stage: --init starts a new run from another run's EMA weights (same c
 test('UNet stage with --train-text-encoder: the text encoder starts pretrained, learns, resumes and exports', async () => {
   const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
   try {
-    const settings: UnetStageSettings = {
-      componentsDir: componentsDir(root),
-      source: squares,
-      frames: 2,
-      width: 16,
-      height: 16,
-      images: 1,
-      warmupSteps: 1,
-      unetConfig: TINY_UNET,
-    };
+    const settings = tinySettings(root);
     const lines: string[] = [];
     const base = shortRun(join(root, 'unet-only'), 2, lines);
     await createUnetStage(settings).run(base);
     const unetOnly = loadLatestCheckpoint(join(base.out, 'checkpoints'))!;
     const pretrained = (await CLIPTextModel.fromPretrained(join(FIX, 'text_encoder'))).stateDict;
-    const maxDiff = (a: Float32Array, b: Float32Array): number =>
-      a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
 
     // From a UNet-only checkpoint (--init): the UNet starts at its EMA weights, the text encoder at the
     // components' one; a vanishing learning rate keeps both there.
@@ -410,18 +419,7 @@ async function separation(dir: string, a: string, b: string): Promise<number> {
 test('UNet stage with --text-probe: the text states come to tell the captions apart; the probe is not exported', async () => {
   const root = mkdtempSync(join(tmpdir(), 'kinema-unet-probe-'));
   try {
-    const settings: UnetStageSettings = {
-      componentsDir: componentsDir(root),
-      source: squares,
-      frames: 2,
-      width: 16,
-      height: 16,
-      images: 1,
-      warmupSteps: 1,
-      unetConfig: TINY_UNET,
-      trainTextEncoder: true,
-      probeCaptions: 8,
-    };
+    const settings = tinySettings(root, { trainTextEncoder: true, probeCaptions: 8 });
     assert.throws(
       () => resolveUnetSettings({ textProbe: 1 }, 1, 0),
       /a text probe needs the text encoder trained with the UNet/,
@@ -436,15 +434,13 @@ test('UNet stage with --text-probe: the text states come to tell the captions ap
     await createUnetStage({ ...settings, textProbe: 1, textLrScale: 1e-30 }).run(frozen);
     const still = loadLatestCheckpoint(join(frozen.out, 'checkpoints'))!;
     const pretrained = (await CLIPTextModel.fromPretrained(join(FIX, 'text_encoder'))).stateDict;
-    const moved = (k: string, a: Float32Array, b: Float32Array): number =>
-      a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
     for (const [k, v] of pretrained)
-      assert.ok(moved(k, still.params.get(TEXT_ENCODER_PREFIX + k)!, v) < 1e-6, k);
+      assert.ok(maxDiff(still.params.get(TEXT_ENCODER_PREFIX + k)!, v) < 1e-6, k);
     const unetKey = 'conv_in.weight';
     const unetStart = UNet3DConditionModel.fromConfig({ ...TINY_UNET })
       .initParameters(1)
       .get(unetKey)!;
-    assert.ok(moved(unetKey, still.params.get(unetKey)!, unetStart) > 1e-4);
+    assert.ok(maxDiff(still.params.get(unetKey)!, unetStart) > 1e-4);
     const exported: Record<string, string> = {};
     for (const [name, textProbe] of [
       ['plain', undefined],
