@@ -174,6 +174,12 @@ function padAt(rank: number, axis: number, before: number, after: number): numbe
 export const softmax = (x: Tensor, axis = -1): Tensor =>
   bind1('softmax', [x], { axis: normAxis(axis, x.rank) });
 /** Normalizes over the last axis (no affine). */
+/** x divided by its L2 norm along `axis` (plus `eps` under the root, against a zero norm). */
+export function l2Normalize(x: Tensor, axis: number, eps = 0): Tensor {
+  const sq = sum(square(x), [axis], true);
+  return mul(x, rsqrt(eps > 0 ? add(sq, eps) : sq));
+}
+
 /** log Σ exp(x) along `axis` (kept as a size-1 axis), computed stably by shifting with the maximum. */
 export function logSumExp(x: Tensor, axis: number): Tensor {
   const m = max(x, [axis], true);

@@ -123,6 +123,16 @@ test('op softmax / layer norm / group norm', async () => {
   await checkOp('layer_norm', (x) => op.layerNormCore(x, 1e-5), [[3, 8]]);
   await checkOp('group_norm', (x) => op.groupNormCore(x, 2, 1e-6), [[2, 4, 3, 3]]);
 });
+test('op l2Normalize: gradients; rows come out with unit norm', async () => {
+  await checkOp('l2_normalize', (x) => op.l2Normalize(x, 1), [[3, 5]]);
+  await checkOp('l2_normalize_eps', (x) => op.l2Normalize(x, 0, 1e-12), [[4, 2]]);
+  const prog = trace((x) => op.l2Normalize(x, 1), [{ name: 'x', shape: [2, 2] }]);
+  const out = await (await compile(prog)).run({ x: hostTensor(Float32Array.from([3, 4, -5, 12]), [2, 2]) });
+  const got = Array.from(out['out0']!.data as Float32Array);
+  [0.6, 0.8, -5 / 13, 12 / 13].forEach((want, i) =>
+    assert.ok(Math.abs(got[i]! - want) < 1e-6, `element ${i}`),
+  );
+});
 test('op logSumExp: gradients, and stable values where exp overflows float32', async () => {
   await checkOp('log_sum_exp', (x) => op.logSumExp(x, 1), [[3, 5]]);
   await checkOp('log_sum_exp_axis0', (x) => op.logSumExp(x, 0), [[4, 2, 3]]);

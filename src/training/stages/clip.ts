@@ -148,18 +148,14 @@ export class ClipTrainingModel extends ClipModelRoot {
   }
 }
 
-function unitRows(f: Tensor): Tensor {
-  return op.mul(f, op.rsqrt(op.sum(op.square(f), [1], true)));
-}
-
 /**
  * Symmetric InfoNCE: logits = exp(min(logit_scale, ln 100)) · cos(image_i, text_j); the loss is the mean of the
  * image→text and text→image cross-entropies with the matching pair as the target.
  */
 export function contrastiveLoss(model: ClipTrainingModel, pixels: Tensor, ids: Tensor): Tensor {
   const b = pixels.shape[0]!;
-  const img = unitRows(model.imageFeatures(pixels));
-  const txt = unitRows(model.textFeatures(ids));
+  const img = op.l2Normalize(model.imageFeatures(pixels), 1);
+  const txt = op.l2Normalize(model.textFeatures(ids), 1);
   const scale = op.exp(op.minimum(model.logitScale(), MAX_LOGIT_SCALE));
   const logits = op.mul(op.matmul(img, op.transpose(txt, [1, 0])), scale);
   const eye = new Float32Array(b * b);

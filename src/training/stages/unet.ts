@@ -359,7 +359,7 @@ export class UnetTrainingData {
         feeds,
         this.feeds('image_', stills, this.imageShape, x0.subarray(split), noise.subarray(split)),
       );
-    if (this.r.textProbe) Object.assign(feeds, await this.probeFeeds(step, this.r.textProbe.captions));
+    if (this.probe) Object.assign(feeds, await this.probeFeeds(step, this.probe.captions));
     return feeds;
   }
 
@@ -546,11 +546,6 @@ export function splitJointWeights(weights: StateDict): { unet: StateDict; textEn
 /** Scale of the text probe's cosine logits (fixed, so the probe cannot grow its way to confident answers). */
 export const TEXT_PROBE_SCALE = 10;
 
-/** Each row of x [N, D] divided by its norm. */
-function unitRows(x: Tensor): Tensor {
-  return op.mul(x, op.rsqrt(op.add(op.sum(op.square(x), [1], true), 1e-12)));
-}
-
 /** The text probe: one weight row per attribute class, read as a cosine classifier of fixed scale. */
 export class TextProbe extends Module {
   constructor(hidden: number) {
@@ -559,8 +554,8 @@ export class TextProbe extends Module {
   }
   /** Logits [N, classes] of text states [N, T, D]: scale · cos(mean over T, class row). */
   forward(states: Tensor): Tensor {
-    const pooled = unitRows(op.mean(states, [1]));
-    const classes = unitRows(this.p('weight'));
+    const pooled = op.l2Normalize(op.mean(states, [1]), 1, 1e-12);
+    const classes = op.l2Normalize(this.p('weight'), 1, 1e-12);
     return op.mul(op.matmul(pooled, op.transpose(classes, [1, 0])), TEXT_PROBE_SCALE);
   }
 }
