@@ -51,6 +51,8 @@ export interface TrainFlags {
   trainTextEncoder?: boolean;
   textProbe?: number;
   textLrScale?: number;
+  frames?: number;
+  temporalPositions?: boolean;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -106,6 +108,10 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     }),
     ...(flags.textLrScale !== undefined && {
       textLrScale: textEncoderOption(stage, flags, '--text-lr-scale', flags.textLrScale),
+    }),
+    ...(flags.frames !== undefined && unetOnly(stage, '--frames') && { frames: flags.frames }),
+    ...(flags.temporalPositions === true && {
+      temporalPositions: unetOnly(stage, '--temporal-positions'),
     }),
   };
 }
@@ -194,6 +200,16 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--text-lr-scale <x>',
       "unet stage, with --train-text-encoder: the text encoder's (and probe's) learning rate is x times the UNet's",
       positive('--text-lr-scale'),
+    )
+    .option(
+      '--frames <n>',
+      'unet stage: frames per training clip (default 8; generation uses 16)',
+      int('--frames', 1),
+    )
+    .option(
+      '--temporal-positions',
+      "unet stage: sinusoidal frame positions in the UNet's temporal attention (config temporal_positions); " +
+        'with --init from a run without them, the new run fine-tunes into them',
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

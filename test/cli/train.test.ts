@@ -89,6 +89,17 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
     () => stageOptions(clip, { seed: 0, trainTextEncoder: true }),
     /--train-text-encoder applies to the unet stage only, not 'clip'/,
   );
+  assert.equal(stageOptions(unet, { seed: 0, frames: 16 }).frames, 16);
+  assert.equal(stageOptions(unet, { seed: 0, temporalPositions: true }).temporalPositions, true);
+  assert.equal(stageOptions(unet, { seed: 0 }).temporalPositions, undefined);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, frames: 16 }),
+    /--frames applies to the unet stage only, not 'clip'/,
+  );
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, temporalPositions: true }),
+    /--temporal-positions applies to the unet stage only, not 'clip'/,
+  );
   assert.equal(
     stageOptions(clip, { seed: 0, init: 'runs/a/ckpt-1.safetensors' }).init,
     resolve('runs/a/ckpt-1.safetensors'),

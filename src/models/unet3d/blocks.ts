@@ -26,6 +26,8 @@ export interface BlockSettings {
   /** Per-block head size (diffusers' legacy `attention_head_dim`): heads = channels / headDim. */
   headDim: number;
   outputScaleFactor?: number;
+  /** Sinusoidal frame positions in the temporal transformers (config `temporal_positions`). */
+  temporalPositions?: boolean;
 }
 
 /**
@@ -112,7 +114,9 @@ abstract class LayeredBlock extends Module {
       attns = channels.map(
         ([, c]) => new Transformer2DModel({ ...t(c), crossAttentionDim: s.crossAttentionDim }),
       );
-      tempAttns = channels.map(([, c]) => new TransformerTemporalModel(t(c)));
+      tempAttns = channels.map(
+        ([, c]) => new TransformerTemporalModel({ ...t(c), positions: s.temporalPositions === true }),
+      );
       this.child('attentions', new ModuleList(attns));
       this.child('temp_attentions', new ModuleList(tempAttns));
     }
@@ -229,7 +233,7 @@ export class UNetMidBlock3DCrossAttn extends Module {
       groups: s.groups,
     };
     this.attn = new Transformer2DModel({ ...t, crossAttentionDim: s.crossAttentionDim });
-    this.tempAttn = new TransformerTemporalModel(t);
+    this.tempAttn = new TransformerTemporalModel({ ...t, positions: s.temporalPositions === true });
     this.child('resnets', new ModuleList(resnets));
     this.child('temp_convs', new ModuleList(tempConvs));
     this.child('attentions', new ModuleList([this.attn]));

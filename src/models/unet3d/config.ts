@@ -4,6 +4,10 @@
 // Kinema extension: `fps_cond: true` adds VideoCrafter1's frame-rate conditioning (`fps_embedding.linear_1/2`,
 // a TimestepEmbedding of the sinusoidal embedding of the fps, added to the timestep embedding). Default off,
 // so diffusers checkpoints load unchanged.
+// Kinema extension: `temporal_positions: "sinusoidal"` adds a fixed sinusoidal embedding of the frame index to
+// the normed inputs of every temporal transformer's attentions (diffusers' `positional_embeddings="sinusoidal"`,
+// as AnimateDiff's motion modules use), so that temporal attention knows frame order. No parameters, so the
+// state-dict keys are unchanged; default off (ModelScope's temporal attention has no positions).
 
 export class UNet3DConfigError extends Error {
   constructor(message: string) {
@@ -49,6 +53,8 @@ export interface UNet3DConfig {
   readonly timeCondProjDim: number | null;
   /** Kinema extension (VideoCrafter1): frame-rate conditioning through `fps_embedding`. */
   readonly fpsCond: boolean;
+  /** Kinema extension: sinusoidal frame positions in the temporal transformers. */
+  readonly temporalPositions: boolean;
 }
 
 const DEFAULTS: UNet3DConfig = {
@@ -68,6 +74,7 @@ const DEFAULTS: UNet3DConfig = {
   attentionHeadDim: 64,
   timeCondProjDim: null,
   fpsCond: false,
+  temporalPositions: false,
 };
 
 type Raw = Record<string, unknown>;
@@ -171,6 +178,10 @@ function checkCompatibility(raw: Raw): void {
   }
   const fps = raw['fps_cond'];
   if (fps !== undefined && typeof fps !== 'boolean') fail('fps_cond', 'true or false', fps);
+  const positions = raw['temporal_positions'];
+  if (positions !== undefined && positions !== null && positions !== 'sinusoidal') {
+    fail('temporal_positions', '"sinusoidal" or null', positions);
+  }
 }
 
 function checkStructure(c: UNet3DConfig): void {
@@ -218,6 +229,7 @@ export function parseUNet3DConfig(raw: Record<string, unknown>): UNet3DConfig {
     attentionHeadDim: headDim(raw),
     timeCondProjDim: optionalPosInt(raw, 'time_cond_proj_dim'),
     fpsCond: raw['fps_cond'] === true,
+    temporalPositions: raw['temporal_positions'] === 'sinusoidal',
   };
   checkStructure(config);
   return config;

@@ -77,6 +77,35 @@ export interface BlockOptions {
   dimHead: number;
   /** Context width for attn2 (cross-attention); null makes attn2 a second self-attention. */
   crossAttentionDim: number | null;
+  /**
+   * Add a fixed sinusoidal embedding of each token's position to the normed input of both attentions
+   * (diffusers' BasicTransformerBlock with `positional_embeddings="sinusoidal"`). No parameters.
+   */
+  positions?: boolean;
+}
+
+/**
+ * The sinusoidal position table [length, dim] of diffusers' SinusoidalPositionalEmbedding (Vaswani et al.):
+ * even columns sin(p·ω_k), odd columns cos(p·ω_k), ω_k = 10000^(−2k/dim).
+ */
+export function sinusoidalPositionTable(length: number, dim: number): Float32Array {
+  if (dim % 2 !== 0) throw new Error(`sinusoidal positions need an even width, got ${dim}`);
+  const table = new Float32Array(length * dim);
+  for (let p = 0; p < length; p++) {
+    for (let k = 0; k < dim / 2; k++) {
+      const angle = p * Math.exp(-(2 * k * Math.log(10000)) / dim);
+      table[p * dim + 2 * k] = Math.sin(angle);
+      table[p * dim + 2 * k + 1] = Math.cos(angle);
+    }
+  }
+  return table;
+}
+
+/** x [N, L, dim] + the position table of its L tokens. */
+function addPositions(x: Tensor): Tensor {
+  const [, length, dim] = x.shape as [number, number, number];
+  const table = op.constant(sinusoidalPositionTable(length, dim), [1, length, dim]);
+  return op.add(x, op.cast(table, x.dtype));
 }
 
 /** Text context for cross-attention: per-video states [B, S, D] and the frame count F of the [B·F, …] rows. */
@@ -109,8 +138,9 @@ export class BasicTransformerBlock extends Module {
   }
   /** x [N, L, dim]; `context` is required when attn2 is a cross-attention. */
   forward(x: Tensor, context?: FrameContext): Tensor {
-    let h = op.add(this.attn1.forward(this.norm1.forward(x)), x);
-    const n2 = this.norm2.forward(h);
+    const pos = this.opts.positions === true ? addPositions : (t: Tensor): Tensor => t;
+    let h = op.add(this.attn1.forward(pos(this.norm1.forward(x))), x);
+    const n2 = pos(this.norm2.forward(h));
     if (this.opts.crossAttentionDim !== null) {
       if (!context) throw new Error('BasicTransformerBlock: cross-attention needs encoder hidden states');
       h = op.add(crossAttentionOverFrames(this.attn2, n2, context.states, context.frames), h);
@@ -126,6 +156,8 @@ export interface TransformerOptions {
   heads: number;
   dimHead: number;
   groups: number;
+  /** Temporal transformers only: sinusoidal frame positions in the block (Kinema's `temporal_positions`). */
+  positions?: boolean;
 }
 
 /** Per-frame spatial transformer with linear projections (use_linear_projection=True), one block. */
@@ -178,6 +210,7 @@ export class TransformerTemporalModel extends Module {
       heads: opts.heads,
       dimHead: opts.dimHead,
       crossAttentionDim: null,
+      positions: opts.positions === true,
     });
     this.blocks = this.child('transformer_blocks', new ModuleList([block]));
     this.projOut = this.child('proj_out', new Linear(inner, opts.inChannels));

@@ -73,6 +73,7 @@ export class UNet3DConditionModel extends Module {
       heads: 8,
       dimHead: c.attentionHeadDim,
       groups: c.normNumGroups,
+      positions: c.temporalPositions,
     };
     this.transformerIn = this.child('transformer_in', new TransformerTemporalModel(transformerIn));
     const s: BlockSettings = {
@@ -82,6 +83,7 @@ export class UNet3DConditionModel extends Module {
       act: c.actFn,
       crossAttentionDim: c.crossAttentionDim,
       headDim: c.attentionHeadDim,
+      temporalPositions: c.temporalPositions,
     };
     this.downBlocks = c.downBlockTypes.map((type, i) => {
       const cin = ch[Math.max(i - 1, 0)]!;

@@ -53,6 +53,13 @@ export interface StageOptions {
   readonly textProbe?: number;
   /** unet stage with trainTextEncoder: the text encoder's (and probe's) learning rate over the UNet's. */
   readonly textLrScale?: number;
+  /** unet stage: frames per training clip (default 8); the CLI rejects it for other stages. */
+  readonly frames?: number;
+  /**
+   * unet stage: give the UNet's temporal transformers sinusoidal frame positions (config
+   * `temporal_positions: "sinusoidal"`); the CLI rejects it for other stages.
+   */
+  readonly temporalPositions?: boolean;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
@@ -256,6 +263,19 @@ export function checkResumable(out: string, setup: Record<string, unknown>): voi
 }
 
 /**
+ * Model-config keys that add no parameters (Kinema's `temporal_positions`): a fine-tuning run may switch them
+ * relative to its --init checkpoint, since the weights fit either way.
+ */
+const PARAMETER_FREE_CONFIG_KEYS = ['temporal_positions'];
+
+function withoutFreeKeys(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const rest: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  for (const k of PARAMETER_FREE_CONFIG_KEYS) delete rest[k];
+  return rest;
+}
+
+/**
  * The starting weights of a fine-tuning run (`opts.init`): the EMA (else raw) parameters of a checkpoint made
  * by the same stage with the same model config (asked only when the run has no checkpoints of its own).
  */
@@ -266,7 +286,7 @@ function initialWeights(opts: StageOptions, run: TrainingRun): StateDict {
   const identity = Object.keys(run.extra ?? {}).filter((k) => k === 'stage' || k.endsWith('_config'));
   for (const key of identity) {
     const want = run.extra?.[key];
-    if (JSON.stringify(ckpt.extra?.[key]) !== JSON.stringify(want))
+    if (JSON.stringify(withoutFreeKeys(ckpt.extra?.[key])) !== JSON.stringify(withoutFreeKeys(want)))
       throw new Error(
         `--init: ${path} was made with a different ${key} (${JSON.stringify(ckpt.extra?.[key])}, ` +
           `this run: ${JSON.stringify(want)})`,

@@ -740,6 +740,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       trainTextEncoder: s.trainTextEncoder ?? opts.trainTextEncoder,
       textProbe: s.textProbe ?? opts.textProbe,
       textLrScale: s.textLrScale ?? opts.textLrScale,
+      frames: s.frames ?? opts.frames,
     },
     opts.batch,
     opts.seed,
@@ -747,7 +748,8 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const dir = s.componentsDir ?? opts.exportDir ?? DEFAULT_MODEL_DIR;
   const trainedWith = componentFingerprints(dir);
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
-  const config = { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG) };
+  const config: Record<string, unknown> = { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG) };
+  if (opts.temporalPositions === true) config['temporal_positions'] = 'sinusoidal';
   const unet = buildUnet(config, data.textHidden);
   const joint = r.trainTextEncoder
     ? new UnetWithTextEncoder(unet, data.textEncoder.config, { probe: r.textProbe !== undefined })

@@ -323,6 +323,15 @@ test("UNet stage: --init starts a new run from another run's EMA weights (same c
       createUnetStage({ ...settings, unetConfig: other }).run({ ...tuned, out: join(root, 'c') }),
       /--init: .* was made with a different unet_config/,
     );
+    // A parameter-free switch (sinusoidal temporal positions) may differ from the --init run's config; the
+    // new run and its export record it.
+    const withPositions = { ...tuned, out: join(root, 'e'), temporalPositions: true };
+    await createUnetStage(settings).run(withPositions);
+    exportUnetCheckpoint(withPositions.out, settings.componentsDir!);
+    const exported = JSON.parse(
+      readFileSync(join(settings.componentsDir!, 'unet', 'config.json'), 'utf8'),
+    ) as Record<string, unknown>;
+    assert.equal(exported['temporal_positions'], 'sinusoidal');
     await assert.rejects(
       createUnetStage(settings).run({ ...tuned, out: join(root, 'd'), init: join(root, 'missing.st') }),
       /--init: .*missing\.st does not exist/,
