@@ -6,6 +6,7 @@ import * as op from '../../engine/ops.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { GroupNorm, LayerNorm, Linear } from '../../nn/layers.js';
 import { Attention } from '../../nn/attention.js';
+import { sinusoidalFrequencies } from './embeddings.js';
 
 /** Registers fixed-name children (e.g. nn.Sequential slots '0' and '2' with a parameter-free '1' between). */
 class Slots extends Module {
@@ -90,10 +91,11 @@ export interface BlockOptions {
  */
 export function sinusoidalPositionTable(length: number, dim: number): Float32Array {
   if (dim % 2 !== 0) throw new Error(`sinusoidal positions need an even width, got ${dim}`);
+  const freqs = sinusoidalFrequencies(dim, 0); // ω_k = exp(−ln(10000)·k/(dim/2))
   const table = new Float32Array(length * dim);
   for (let p = 0; p < length; p++) {
     for (let k = 0; k < dim / 2; k++) {
-      const angle = p * Math.exp(-(2 * k * Math.log(10000)) / dim);
+      const angle = p * freqs[k]!;
       table[p * dim + 2 * k] = Math.sin(angle);
       table[p * dim + 2 * k + 1] = Math.cos(angle);
     }

@@ -39,16 +39,16 @@ export interface StageOptions {
    * it has them) start a new run: fine-tuning. Ignored when the run resumes from its own checkpoints.
    */
   readonly init?: string;
-  /** unet stage: what the UNet learns to predict (default v_prediction); other stages reject it. */
+  /** unet stage: what the UNet learns to predict (default v_prediction); the CLI rejects it for other stages. */
   readonly predictionType?: TrainPrediction;
   /**
    * unet stage: fine-tune the text encoder together with the UNet (its weights start from the components'
-   * text encoder and are exported with the UNet); other stages reject it.
+   * text encoder and are exported with the UNet); the CLI rejects it for other stages.
    */
   readonly trainTextEncoder?: boolean;
   /**
    * unet stage with trainTextEncoder: weight of the text probe loss (caption attributes decoded linearly from
-   * the text states); other stages reject it.
+   * the text states); the CLI rejects it for other stages.
    */
   readonly textProbe?: number;
   /** unet stage with trainTextEncoder: the text encoder's (and probe's) learning rate over the UNet's. */
