@@ -27,6 +27,15 @@ function int(name: string, min: number) {
   };
 }
 
+function fraction(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !(n >= 0 && n < 1))
+      throw new InvalidArgumentError(`${name} must be a number in [0, 1), got '${v}'`);
+    return n;
+  };
+}
+
 function positive(name: string) {
   return (v: string): number => {
     const n = Number(v);
@@ -53,6 +62,7 @@ export interface TrainFlags {
   textLrScale?: number;
   frames?: number;
   temporalPositions?: boolean;
+  frameNoiseShared?: number;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -113,6 +123,8 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.temporalPositions === true && {
       temporalPositions: unetOnly(stage, '--temporal-positions'),
     }),
+    ...(flags.frameNoiseShared !== undefined &&
+      unetOnly(stage, '--frame-noise-shared') && { frameNoiseShared: flags.frameNoiseShared }),
   };
 }
 
@@ -210,6 +222,12 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--temporal-positions',
       "unet stage: sinusoidal frame positions in the UNet's temporal attention (config temporal_positions); " +
         'with --init from a run without them, the new run fine-tunes into them',
+    )
+    .option(
+      '--frame-noise-shared <x>',
+      'unet stage: fraction in [0, 1) of the noise variance shared by the frames of a clip (mixed noise prior; ' +
+        'config frame_noise_shared, used by generation too)',
+      fraction('--frame-noise-shared'),
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

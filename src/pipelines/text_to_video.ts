@@ -15,7 +15,7 @@ import { CLIPTokenizer } from '../models/clip/tokenizer.js';
 import { CLIPTextModel } from '../models/clip/text_model.js';
 import { UNet3DConditionModel } from '../models/unet3d/unet3d.js';
 import { AutoencoderKL } from '../models/vae/autoencoder_kl.js';
-import { loadScheduler } from '../schedulers/index.js';
+import { loadScheduler, mixFrameNoise } from '../schedulers/index.js';
 import type { Scheduler, SchedulerName } from '../schedulers/index.js';
 import { ModelLoadError, readModelIndex } from '../io/model_folder.js';
 
@@ -125,7 +125,11 @@ export class TextToVideoPipeline {
     return hit;
   }
 
-  private initialLatents(o: TextToVideoOptions): HostTensor {
+  /**
+   * The starting latents [1, C, frames, h, w]: `o.latents` when given, else seeded N(0, 1) noise × the
+   * scheduler's init_noise_sigma, frame-correlated when the UNet was trained so (config `frame_noise_shared`).
+   */
+  prepareLatents(o: TextToVideoOptions): HostTensor {
     if (o.latents) {
       if (o.latents.shape.length !== 5 || o.latents.shape[0] !== 1)
         throw new Error(`latents must have shape [1, C, frames, h, w], got [${o.latents.shape}]`);
@@ -138,7 +142,11 @@ export class TextToVideoPipeline {
     if (height % f !== 0 || width % f !== 0)
       throw new Error(`height and width must be divisible by the VAE factor ${f}, got ${height}×${width}`);
     const shape = [1, unet.config.inChannels, o.numFrames ?? 16, height / f, width / f];
-    const noise = new Generator(o.seed ?? 0).normal(shape.reduce((a, b) => a * b, 1));
+    const gen = new Generator(o.seed ?? 0);
+    const noise = gen.normal(shape.reduce((a, b) => a * b, 1));
+    // A UNet trained on frame-correlated noise (config frame_noise_shared) starts from the same kind of noise.
+    const rho = unet.config.frameNoiseShared;
+    if (rho > 0) mixFrameNoise(noise, gen.normal(shape[1]! * shape[3]! * shape[4]!), shape, rho);
     if (scheduler.initNoiseSigma !== 1)
       for (let i = 0; i < noise.length; i++) noise[i]! *= scheduler.initNoiseSigma;
     return hostTensor(noise, shape);
@@ -150,7 +158,7 @@ export class TextToVideoPipeline {
     const promptEmbeds = await this.encodePrompt(o.prompt);
     const negativePromptEmbeds = await this.encodePrompt(o.negativePrompt ?? '');
     yield { kind: 'encoded', promptEmbeds, negativePromptEmbeds };
-    let latents = this.initialLatents(o);
+    let latents = this.prepareLatents(o);
     const ctx = concatBatch(negativePromptEmbeds, promptEmbeds);
     const withFps = unet.config.fpsCond === true;
     const guided = await this.guidedProgram(latents.shape, ctx.shape, withFps);

@@ -27,6 +27,7 @@ export {
   type StepOptions,
   type TimestepSpacing,
 } from './scheduling_utils.js';
+export { checkFrameNoiseShared, mixFrameNoise } from './frame_noise.js';
 
 /** Short names that select a scheduler class regardless of the config's `_class_name`. */
 export type SchedulerName = 'ddim' | 'ddpm' | 'dpm';

@@ -92,6 +92,12 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
   assert.equal(stageOptions(unet, { seed: 0, frames: 16 }).frames, 16);
   assert.equal(stageOptions(unet, { seed: 0, temporalPositions: true }).temporalPositions, true);
   assert.equal(stageOptions(unet, { seed: 0 }).temporalPositions, undefined);
+  assert.equal(stageOptions(unet, { seed: 0, frameNoiseShared: 0.5 }).frameNoiseShared, 0.5);
+  assert.equal(stageOptions(unet, { seed: 0 }).frameNoiseShared, undefined);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, frameNoiseShared: 0.5 }),
+    /--frame-noise-shared applies to the unet stage only, not 'clip'/,
+  );
   assert.throws(
     () => stageOptions(clip, { seed: 0, frames: 16 }),
     /--frames applies to the unet stage only, not 'clip'/,

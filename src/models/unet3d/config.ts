@@ -8,6 +8,9 @@
 // the normed inputs of every temporal transformer's attentions (diffusers' `positional_embeddings="sinusoidal"`,
 // as AnimateDiff's motion modules use), so that temporal attention knows frame order. No parameters, so the
 // state-dict keys are unchanged; default off (ModelScope's temporal attention has no positions).
+// Kinema extension: `frame_noise_shared: ρ` (a number in [0, 1)) records that the model was trained on
+// frame-correlated noise (PYoCo's mixed noise prior, `schedulers/frame_noise.ts`): the pipeline then makes its
+// initial latents the same way. No parameters; default 0 (independent noise per frame, as diffusers).
 
 export class UNet3DConfigError extends Error {
   constructor(message: string) {
@@ -55,6 +58,8 @@ export interface UNet3DConfig {
   readonly fpsCond: boolean;
   /** Kinema extension: sinusoidal frame positions in the temporal transformers. */
   readonly temporalPositions: boolean;
+  /** Kinema extension: fraction ρ of the noise variance shared by all frames (0: independent frames). */
+  readonly frameNoiseShared: number;
 }
 
 const DEFAULTS: UNet3DConfig = {
@@ -75,6 +80,7 @@ const DEFAULTS: UNet3DConfig = {
   timeCondProjDim: null,
   fpsCond: false,
   temporalPositions: false,
+  frameNoiseShared: 0,
 };
 
 type Raw = Record<string, unknown>;
@@ -182,6 +188,10 @@ function checkCompatibility(raw: Raw): void {
   if (positions !== undefined && positions !== null && positions !== 'sinusoidal') {
     fail('temporal_positions', '"sinusoidal" or null', positions);
   }
+  const shared = raw['frame_noise_shared'];
+  if (shared !== undefined && shared !== null && !(typeof shared === 'number' && shared >= 0 && shared < 1)) {
+    fail('frame_noise_shared', 'a number in [0, 1)', shared);
+  }
 }
 
 function checkStructure(c: UNet3DConfig): void {
@@ -230,6 +240,7 @@ export function parseUNet3DConfig(raw: Record<string, unknown>): UNet3DConfig {
     timeCondProjDim: optionalPosInt(raw, 'time_cond_proj_dim'),
     fpsCond: raw['fps_cond'] === true,
     temporalPositions: raw['temporal_positions'] === 'sinusoidal',
+    frameNoiseShared: typeof raw['frame_noise_shared'] === 'number' ? raw['frame_noise_shared'] : 0,
   };
   checkStructure(config);
   return config;

@@ -60,6 +60,11 @@ export interface StageOptions {
    * `temporal_positions: "sinusoidal"`); the CLI rejects it for other stages.
    */
   readonly temporalPositions?: boolean;
+  /**
+   * unet stage: fraction of the clips' noise variance shared by their frames (UNet config
+   * `frame_noise_shared`); the CLI rejects it for other stages.
+   */
+  readonly frameNoiseShared?: number;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
@@ -263,10 +268,10 @@ export function checkResumable(out: string, setup: Record<string, unknown>): voi
 }
 
 /**
- * Model-config keys that add no parameters (Kinema's `temporal_positions`): a fine-tuning run may switch them
+ * Model-config keys that add no parameters (Kinema's `temporal_positions`, `frame_noise_shared`): a fine-tuning run may switch them
  * relative to its --init checkpoint, since the weights fit either way.
  */
-const PARAMETER_FREE_CONFIG_KEYS = ['temporal_positions'];
+const PARAMETER_FREE_CONFIG_KEYS = ['temporal_positions', 'frame_noise_shared'];
 
 function withoutFreeKeys(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;

@@ -23,6 +23,7 @@ import type { ClipTextConfig } from '../../models/clip/config.js';
 import { AutoencoderKL } from '../../models/vae/autoencoder_kl.js';
 import { UNet3DConditionModel } from '../../models/unet3d/unet3d.js';
 import { DDPMScheduler } from '../../schedulers/ddpm.js';
+import { checkFrameNoiseShared, mixFrameNoise } from '../../schedulers/frame_noise.js';
 import { findWeightsFile, readConfig } from '../../io/model_folder.js';
 import { Module } from '../../nn/module.js';
 import type { ParamSpec, StateDict } from '../../nn/module.js';
@@ -170,6 +171,12 @@ export interface UnetStageSettings {
    * trainTextEncoder): lets the text states reorganise faster than the UNet changes.
    */
   readonly textLrScale?: number;
+  /**
+   * Fraction ρ in [0, 1) of the clips' noise variance shared by all frames of a clip (PYoCo's mixed noise
+   * prior, `schedulers/frame_noise.ts`); written into the UNet config as `frame_noise_shared` so that the
+   * pipeline samples from the same kind of noise. 0 or absent: independent noise per frame.
+   */
+  readonly frameNoiseShared?: number;
 }
 
 export interface Resolved {
@@ -188,6 +195,8 @@ export interface Resolved {
   textProbe?: { weight: number; captions: number };
   /** Present only when not 1 (same reason). */
   textLrScale?: number;
+  /** Present only when not 0 (same reason). */
+  frameNoiseShared?: number;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -206,6 +215,10 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     ...(o.textProbe !== undefined &&
       o.textProbe !== 0 && { textProbe: { weight: o.textProbe, captions: o.probeCaptions ?? 32 } }),
     ...(o.textLrScale !== undefined && o.textLrScale !== 1 && { textLrScale: o.textLrScale }),
+    ...(o.frameNoiseShared !== undefined &&
+      o.frameNoiseShared !== 0 && {
+        frameNoiseShared: checkFrameNoiseShared(o.frameNoiseShared, 'unet stage: frameNoiseShared'),
+      }),
   };
   if (r.textLrScale !== undefined) {
     if (!(r.textLrScale > 0 && Number.isFinite(r.textLrScale)))
@@ -353,6 +366,11 @@ export class UnetTrainingData {
     const x0 = await this.encodeLatents([clips, stills], rng);
     const noise = rng.normal(x0.length);
     const split = this.latentShape.reduce((x, y) => x * y, 1);
+    const rho = this.r.frameNoiseShared;
+    if (rho !== undefined) {
+      const [b, c, , h, w] = this.latentShape;
+      mixFrameNoise(noise.subarray(0, split), rng.normal(b * c * h * w), this.latentShape, rho);
+    }
     const feeds = this.feeds('', clips, this.latentShape, x0.subarray(0, split), noise.subarray(0, split));
     if (images > 0)
       Object.assign(
@@ -741,6 +759,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       textProbe: s.textProbe ?? opts.textProbe,
       textLrScale: s.textLrScale ?? opts.textLrScale,
       frames: s.frames ?? opts.frames,
+      frameNoiseShared: s.frameNoiseShared ?? opts.frameNoiseShared,
     },
     opts.batch,
     opts.seed,
@@ -750,6 +769,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
   const config: Record<string, unknown> = { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG) };
   if (opts.temporalPositions === true) config['temporal_positions'] = 'sinusoidal';
+  if (r.frameNoiseShared !== undefined) config['frame_noise_shared'] = r.frameNoiseShared;
   const unet = buildUnet(config, data.textHidden);
   const joint = r.trainTextEncoder
     ? new UnetWithTextEncoder(unet, data.textEncoder.config, { probe: r.textProbe !== undefined })

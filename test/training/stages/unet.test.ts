@@ -280,6 +280,51 @@ test('UNet stage: the v target and the noise target describe the same noisy late
   }
 });
 
+test('UNet stage: with frameNoiseShared the clips get frame-correlated noise, the stills not', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const dir = componentsDir(root);
+    const common = {
+      source: squares,
+      frames: 3,
+      width: 16,
+      height: 16,
+      images: 1,
+      predictionType: 'epsilon' as const,
+    };
+    const load = (frameNoiseShared: number): Promise<UnetTrainingData> =>
+      UnetTrainingData.load(dir, squares, resolveUnetSettings({ ...common, frameNoiseShared }, 2, 3));
+    const [plain, mixed] = await Promise.all([load(0), load(0.64)]);
+    assert.equal(resolveUnetSettings({ ...common, frameNoiseShared: 0 }, 2, 3).frameNoiseShared, undefined);
+    const a = await plain.batch(4);
+    const b = await mixed.batch(4);
+    assert.deepEqual(b['image_target']!.data, a['image_target']!.data, 'stills: independent noise as before');
+    // ε_mixed = 0.8·shared + 0.6·ε_plain, so (ε_mixed − 0.6·ε_plain)/0.8 is the same in every frame of a clip.
+    const own = a['target']!.data as Float32Array;
+    const noise = b['target']!.data as Float32Array;
+    const [n, c, f, h, w] = mixed.latentShape;
+    const hw = h * w;
+    let worst = 0;
+    let differs = 0;
+    for (let bc = 0; bc < n * c; bc++)
+      for (let k = 0; k < hw; k++) {
+        const shared = (i: number): number => (noise[i]! - 0.6 * own[i]!) / 0.8;
+        const first = shared(bc * f * hw + k);
+        for (let fi = 1; fi < f; fi++)
+          worst = Math.max(worst, Math.abs(shared((bc * f + fi) * hw + k) - first));
+        differs = Math.max(differs, Math.abs(noise[bc * f * hw + k]! - own[bc * f * hw + k]!));
+      }
+    assert.ok(worst < 1e-5, `one shared component per clip and channel (max deviation ${worst})`);
+    assert.ok(differs > 0.1, "the clips' noise changed");
+    assert.throws(
+      () => resolveUnetSettings({ frameNoiseShared: -1 }, 1, 0),
+      /unet stage: frameNoiseShared must be a number in \[0, 1\), got -1/,
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("UNet stage: --init starts a new run from another run's EMA weights (same config only)", async () => {
   const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
   try {
@@ -332,6 +377,20 @@ test("UNet stage: --init starts a new run from another run's EMA weights (same c
       readFileSync(join(settings.componentsDir!, 'unet', 'config.json'), 'utf8'),
     ) as Record<string, unknown>;
     assert.equal(exported['temporal_positions'], 'sinusoidal');
+    assert.equal(exported['frame_noise_shared'], undefined);
+    // So may frame-correlated noise: the run trains on it and its export tells the pipeline to sample so.
+    const mixed = { ...tuned, out: join(root, 'f'), frameNoiseShared: 0.5 };
+    const mixedRun = await createUnetStage(settings).run(mixed);
+    assert.ok(mixedRun.losses.every(Number.isFinite));
+    exportUnetCheckpoint(mixed.out, settings.componentsDir!);
+    const mixedConfig = JSON.parse(
+      readFileSync(join(settings.componentsDir!, 'unet', 'config.json'), 'utf8'),
+    ) as Record<string, unknown>;
+    assert.equal(mixedConfig['frame_noise_shared'], 0.5);
+    await assert.rejects(
+      createUnetStage(settings).run({ ...mixed, out: join(root, 'g'), frameNoiseShared: 1 }),
+      /unet stage: frameNoiseShared must be a number in \[0, 1\), got 1/,
+    );
     await assert.rejects(
       createUnetStage(settings).run({ ...tuned, out: join(root, 'd'), init: join(root, 'missing.st') }),
       /--init: .*missing\.st does not exist/,
