@@ -9,7 +9,8 @@
 // Writes runs/eval_default/report.json, report.md and the generated videos; prints the table.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { intOption, numberOption } from '../src/cli/options.js';
 import { Generator } from '../src/engine/random.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { writeVideo } from '../src/io/video/index.js';
@@ -237,33 +238,24 @@ function markdown(summary: Record<string, GroupSummary>, o: Options): string {
   return `${lines.join('\n')}\n`;
 }
 
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
-}
-
 function parseOptions(argv: string[]): Options {
   const cmd = new Command('eval:default')
     .option('--model <dir>', 'pipeline folder', DEFAULT_MODEL_DIR)
     .option('--out <dir>', 'report folder', 'runs/eval_default')
-    .option('--heldout <n>', 'held-out prompts (max 31)', int('--heldout', 0), 31)
-    .option('--train <n>', 'training-style prompts', int('--train', 0), 30)
-    .option('--frames <n>', 'frames per video', int('--frames', 2), 16)
-    .option('--size <px>', 'frame width and height', int('--size', 8), 64)
-    .option('--steps <n>', 'DDIM steps', int('--steps', 1), 25)
-    .option('--guidance <x>', 'classifier-free guidance scale', (v: string) => Number(v), 9)
-    .option('--fps <n>', 'fps conditioning', int('--fps', 1), 8)
-    .option('--seed <n>', 'seed of the prompt sample and the generation seeds', int('--seed', 0), 0)
+    .option('--heldout <n>', 'held-out prompts (max 31)', intOption('--heldout', 0), 31)
+    .option('--train <n>', 'training-style prompts', intOption('--train', 0), 30)
+    .option('--frames <n>', 'frames per video', intOption('--frames', 2), 16)
+    .option('--size <px>', 'frame width and height', intOption('--size', 8), 64)
+    .option('--steps <n>', 'DDIM steps', intOption('--steps', 1), 25)
+    .option('--guidance <x>', 'classifier-free guidance scale', numberOption('--guidance'), 9)
+    .option('--fps <n>', 'fps conditioning', intOption('--fps', 1), 8)
+    .option('--seed <n>', 'seed of the prompt sample and the generation seeds', intOption('--seed', 0), 0)
     .option('--mawe-size <px>', "flow resolution for MAWE: 'native' or a size such as 720", 'native')
     .option('--no-reference', 'skip scoring the world renders of the same scenes')
     .parse(argv, { from: 'user' });
   const f = cmd.opts<Record<string, unknown>>();
   const maweRaw = String(f['maweSize']);
-  const maweSize = maweRaw === 'native' ? null : int('--mawe-size', 8)(maweRaw);
+  const maweSize = maweRaw === 'native' ? null : intOption('--mawe-size', 8)(maweRaw);
   if (!Number.isFinite(f['guidance'])) throw new Error('--guidance must be a number');
   return {
     model: resolve(String(f['model'])),

@@ -7,7 +7,8 @@
 // <out>/gen_<k>.mp4 and <out>/report.json.
 import { cpSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { intOption, numberOption, positiveOption } from '../src/cli/options.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { writeVideo } from '../src/io/video/index.js';
 import { TextToVideoPipeline } from '../src/pipelines/text_to_video.js';
@@ -22,15 +23,6 @@ import {
 import { canonicalCaption, isLinearMotion, worldSample } from '../src/training/data/world.js';
 import { scoreVideo } from '../src/training/data/oracle.js';
 
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
-}
-
 const cmd = new Command('check:overfit')
   .requiredOption(
     '--init <checkpoint>',
@@ -38,12 +30,17 @@ const cmd = new Command('check:overfit')
   )
   .option('--components <dir>', 'pipeline folder with tokenizer/, text_encoder/, vae/', DEFAULT_MODEL_DIR)
   .option('--out <dir>', 'output folder', 'runs/overfit')
-  .option('--clips <n>', 'clips to memorise', int('--clips', 1), 4)
-  .option('--frames <n>', 'frames per clip (training and generation)', int('--frames', 2), 16)
-  .option('--steps <n>', 'fine-tuning steps (batch = all clips)', int('--steps', 1), 400)
-  .option('--lr <x>', 'peak learning rate', (v: string) => Number(v), 5e-4)
-  .option('--guidance <x>', 'classifier-free guidance scale of the generations', (v: string) => Number(v), 3)
-  .option('--seed <n>', 'generation seed', int('--seed', 0), 1)
+  .option('--clips <n>', 'clips to memorise', intOption('--clips', 1), 4)
+  .option('--frames <n>', 'frames per clip (training and generation)', intOption('--frames', 2), 16)
+  .option('--steps <n>', 'fine-tuning steps (batch = all clips)', intOption('--steps', 1), 400)
+  .option('--lr <x>', 'peak learning rate', positiveOption('--lr'), 5e-4)
+  .option(
+    '--guidance <x>',
+    'classifier-free guidance scale of the generations',
+    numberOption('--guidance'),
+    3,
+  )
+  .option('--seed <n>', 'generation seed', intOption('--seed', 0), 1)
   .parse(process.argv);
 const o = cmd.opts<{
   init: string;
@@ -57,7 +54,7 @@ const o = cmd.opts<{
   seed: number;
 }>();
 if (!existsSync(o.init)) cmd.error(`--init: ${o.init} does not exist`);
-if (!(o.lr > 0) || !(o.guidance >= 1)) cmd.error('--lr must be positive and --guidance at least 1');
+if (!(o.guidance >= 1)) cmd.error('--guidance must be at least 1');
 
 // The run must match the checkpoint: a fine-tuned text encoder, a text probe, and the parameter-free switches.
 const ckpt = loadCheckpoint(o.init);

@@ -2,7 +2,8 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { intOption, numberOption } from './options.js';
 import { TextToVideoPipeline } from '../pipelines/text_to_video.js';
 import type { TextToVideoOptions } from '../pipelines/text_to_video.js';
 import { SafetensorsFile } from '../io/safetensors.js';
@@ -24,22 +25,6 @@ export function unseenWords(prompt: string, vocabulary: ReadonlySet<string> = vo
   for (const w of prompt.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])
     if (!vocabulary.has(w) && !out.includes(w)) out.push(w);
   return out;
-}
-
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${v}'`);
-    return n;
-  };
-}
-function num(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
-    return n;
-  };
 }
 
 interface GenerateFlags {
@@ -148,24 +133,24 @@ export function generateCommand(): Command {
       'out.mp4',
     )
     .option('-n, --negative <text>', 'negative prompt', '')
-    .option('--frames <n>', 'number of frames', int('--frames', 1), DEFAULT_MODEL_SETTINGS.frames)
+    .option('--frames <n>', 'number of frames', intOption('--frames', 1), DEFAULT_MODEL_SETTINGS.frames)
     .option(
       '--height <px>',
       'height in pixels, divisible by the VAE factor (default: 64 for the default model, else from the UNet config)',
-      int('--height', 8),
+      intOption('--height', 8),
     )
     .option(
       '--width <px>',
       'width in pixels, divisible by the VAE factor (default: 64 for the default model, else from the UNet config)',
-      int('--width', 8),
+      intOption('--width', 8),
     )
-    .option('--steps <n>', 'denoising steps', int('--steps', 1), DEFAULT_MODEL_SETTINGS.steps)
-    .option('--guidance <scale>', 'classifier-free guidance scale', num('--guidance'), 9)
-    .option('--seed <n>', 'random seed for the initial noise', int('--seed', 0), 0)
+    .option('--steps <n>', 'denoising steps', intOption('--steps', 1), DEFAULT_MODEL_SETTINGS.steps)
+    .option('--guidance <scale>', 'classifier-free guidance scale', numberOption('--guidance'), 9)
+    .option('--seed <n>', 'random seed for the initial noise', intOption('--seed', 0), 0)
     .option(
       '--fps <n>',
       'frames per second of the output (and FPS conditioning)',
-      int('--fps', 1),
+      intOption('--fps', 1),
       DEFAULT_MODEL_SETTINGS.fps,
     )
     .addOption(new Option('--scheduler <name>', 'sampler').choices(['ddim', 'ddpm', 'dpm']))

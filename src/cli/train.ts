@@ -3,7 +3,8 @@
 // step and stops (a second Ctrl-C quits at once). `--export <dir>` writes the trained component(s) as fp16
 // into a diffusers pipeline folder such as models/default.
 import { resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { fractionOption, intOption, positiveOption } from './options.js';
 import { TRAIN_PREDICTIONS } from '../training/stages/common.js';
 import type {
   StageDefinition,
@@ -17,33 +18,6 @@ import { unetStage } from '../training/stages/unet.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
 export const TRAINING_STAGES: readonly StageDefinition[] = [clipStage, vaeStage, unetStage];
-
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${v}'`);
-    return n;
-  };
-}
-
-function fraction(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !(n >= 0 && n < 1))
-      throw new InvalidArgumentError(`${name} must be a number in [0, 1), got '${v}'`);
-    return n;
-  };
-}
-
-function positive(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n) || n <= 0)
-      throw new InvalidArgumentError(`${name} must be a positive number, got '${v}'`);
-    return n;
-  };
-}
 
 export interface TrainFlags {
   out?: string;
@@ -171,15 +145,19 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
     .description('train a component of the default model on the procedural world (resumes automatically)')
     .argument('<stage>', `what to train: ${stages.map((s) => s.name).join(', ')}`)
     .option('--out <dir>', 'run folder: checkpoints/, loss.png, metrics.json (default: runs/<stage>)')
-    .option('--steps <n>', 'total optimizer steps (default: per stage)', int('--steps', 1))
-    .option('--batch <n>', 'batch size (default: per stage)', int('--batch', 1))
-    .option('--lr <x>', 'peak learning rate, warmup then cosine decay (default: per stage)', positive('--lr'))
-    .option('--seed <n>', 'seed of the initialization and the data order', int('--seed', 0), 0)
-    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', int('--threads', 1))
+    .option('--steps <n>', 'total optimizer steps (default: per stage)', intOption('--steps', 1))
+    .option('--batch <n>', 'batch size (default: per stage)', intOption('--batch', 1))
+    .option(
+      '--lr <x>',
+      'peak learning rate, warmup then cosine decay (default: per stage)',
+      positiveOption('--lr'),
+    )
+    .option('--seed <n>', 'seed of the initialization and the data order', intOption('--seed', 0), 0)
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', intOption('--threads', 1))
     .option(
       '--checkpoint-every <n>',
       'steps between checkpoints (default: per stage)',
-      int('--checkpoint-every', 1),
+      intOption('--checkpoint-every', 1),
     )
     .option(
       '--export <dir>',
@@ -192,7 +170,7 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
     .option(
       '--stop-after <n>',
       'checkpoint and stop after n steps of this invocation (the LR schedule still follows --steps)',
-      int('--stop-after', 1),
+      intOption('--stop-after', 1),
     )
     .option(
       '--prediction-type <type>',
@@ -206,17 +184,17 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--text-probe <weight>',
       'unet stage, with --train-text-encoder: add a loss (this weight) that makes every attribute a caption ' +
         'names linearly decodable from the text states (the probe is not exported)',
-      positive('--text-probe'),
+      positiveOption('--text-probe'),
     )
     .option(
       '--text-lr-scale <x>',
       "unet stage, with --train-text-encoder: the text encoder's (and probe's) learning rate is x times the UNet's",
-      positive('--text-lr-scale'),
+      positiveOption('--text-lr-scale'),
     )
     .option(
       '--frames <n>',
       'unet stage: frames per training clip (default 8; generation uses 16)',
-      int('--frames', 1),
+      intOption('--frames', 1),
     )
     .option(
       '--temporal-positions',
@@ -227,7 +205,7 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--frame-noise-shared <x>',
       'unet stage: fraction in [0, 1) of the noise variance shared by the frames of a clip (mixed noise prior; ' +
         'config frame_noise_shared, used by generation too)',
-      fraction('--frame-noise-shared'),
+      fractionOption('--frame-noise-shared'),
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {
