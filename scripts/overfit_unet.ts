@@ -41,6 +41,10 @@ const cmd = new Command('check:overfit')
     3,
   )
   .option('--seed <n>', 'generation seed', intOption('--seed', 0), 1)
+  .option(
+    '--zero-terminal-snr',
+    'fine-tune on zero-terminal-SNR betas (kinema train unet --zero-terminal-snr)',
+  )
   .parse(process.argv);
 const o = cmd.opts<{
   init: string;
@@ -52,6 +56,7 @@ const o = cmd.opts<{
   lr: number;
   guidance: number;
   seed: number;
+  zeroTerminalSnr?: boolean;
 }>();
 if (!existsSync(o.init)) cmd.error(`--init: ${o.init} does not exist`);
 if (!(o.guidance >= 1)) cmd.error('--guidance must be at least 1');
@@ -97,6 +102,7 @@ await createUnetStage({
   ...(probe && { textProbe: 0.01 }),
   ...(unetConfig['temporal_positions'] === 'sinusoidal' && { temporalPositions: true }),
   ...(typeof shared === 'number' && { frameNoiseShared: shared }),
+  ...(o.zeroTerminalSnr === true && { zeroTerminalSnr: true }),
 });
 
 const model = join(out, 'model');

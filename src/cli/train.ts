@@ -37,6 +37,7 @@ export interface TrainFlags {
   frames?: number;
   temporalPositions?: boolean;
   frameNoiseShared?: number;
+  zeroTerminalSnr?: boolean;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -99,6 +100,7 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     }),
     ...(flags.frameNoiseShared !== undefined &&
       unetOnly(stage, '--frame-noise-shared') && { frameNoiseShared: flags.frameNoiseShared }),
+    ...(flags.zeroTerminalSnr === true && { zeroTerminalSnr: unetOnly(stage, '--zero-terminal-snr') }),
   };
 }
 
@@ -206,6 +208,11 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       'unet stage: fraction in [0, 1) of the noise variance shared by the frames of a clip (mixed noise prior; ' +
         'config frame_noise_shared, used by generation too)',
       fractionOption('--frame-noise-shared'),
+    )
+    .option(
+      '--zero-terminal-snr',
+      'unet stage (v-prediction): betas rescaled to zero terminal SNR, so t = 999 is pure noise as at sampling; ' +
+        'the export samples with trailing timesteps',
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

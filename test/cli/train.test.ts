@@ -94,6 +94,12 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
   assert.equal(stageOptions(unet, { seed: 0 }).temporalPositions, undefined);
   assert.equal(stageOptions(unet, { seed: 0, frameNoiseShared: 0.5 }).frameNoiseShared, 0.5);
   assert.equal(stageOptions(unet, { seed: 0 }).frameNoiseShared, undefined);
+  assert.equal(stageOptions(unet, { seed: 0, zeroTerminalSnr: true }).zeroTerminalSnr, true);
+  assert.equal(stageOptions(unet, { seed: 0 }).zeroTerminalSnr, undefined);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, zeroTerminalSnr: true }),
+    /--zero-terminal-snr applies to the unet stage only, not 'clip'/,
+  );
   assert.throws(
     () => stageOptions(clip, { seed: 0, frameNoiseShared: 0.5 }),
     /--frame-noise-shared applies to the unet stage only, not 'clip'/,

@@ -65,6 +65,8 @@ export interface StageOptions {
    * `frame_noise_shared`); the CLI rejects it for other stages.
    */
   readonly frameNoiseShared?: number;
+  /** unet stage: train on zero-terminal-SNR betas (v-prediction only); the CLI rejects it for other stages. */
+  readonly zeroTerminalSnr?: boolean;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */

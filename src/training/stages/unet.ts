@@ -78,6 +78,11 @@ export const TRAIN_SCHEDULER_CONFIG: Readonly<Record<string, unknown>> = {
   clip_sample: false,
 };
 
+/** The training schedule, with the betas rescaled to zero terminal SNR when asked. */
+export function trainSchedulerConfig(zeroTerminalSnr: boolean): Record<string, unknown> {
+  return { ...TRAIN_SCHEDULER_CONFIG, ...(zeroTerminalSnr && { rescale_betas_zero_snr: true }) };
+}
+
 /** The shipped sampler: DDIM on the same betas, configured like text-to-video-ms-1.7b's scheduler folder. */
 export const DEFAULT_SCHEDULER_CONFIG: Readonly<Record<string, unknown>> = {
   _class_name: 'DDIMScheduler',
@@ -177,6 +182,13 @@ export interface UnetStageSettings {
    * pipeline samples from the same kind of noise. 0 or absent: independent noise per frame.
    */
   readonly frameNoiseShared?: number;
+  /**
+   * Train on the betas rescaled to zero terminal SNR (Lin et al. 2024, diffusers' `rescale_betas_zero_snr`):
+   * at t = 999 the input is pure noise, as the sampler's first step sees it, instead of keeping 7 % of the
+   * clip, so the UNet cannot lean on that leaked signal. Needs v-prediction; the export writes the matching
+   * DDIM config (rescaled betas, trailing timesteps, so sampling starts at t = 999).
+   */
+  readonly zeroTerminalSnr?: boolean;
 }
 
 export interface Resolved {
@@ -197,6 +209,8 @@ export interface Resolved {
   textLrScale?: number;
   /** Present only when not 0 (same reason). */
   frameNoiseShared?: number;
+  /** Present (true) only for zero-terminal-SNR runs (same reason). */
+  zeroTerminalSnr?: true;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -219,7 +233,10 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
       o.frameNoiseShared !== 0 && {
         frameNoiseShared: checkFrameNoiseShared(o.frameNoiseShared, 'unet stage: frameNoiseShared'),
       }),
+    ...(o.zeroTerminalSnr === true && { zeroTerminalSnr: true as const }),
   };
+  if (r.zeroTerminalSnr && r.predictionType === 'epsilon')
+    throw new Error('unet stage: zeroTerminalSnr needs v_prediction (ε is undefined at zero SNR)');
   if (r.textLrScale !== undefined) {
     if (!(r.textLrScale > 0 && Number.isFinite(r.textLrScale)))
       throw new RangeError(`unet stage: textLrScale must be a positive number, got ${r.textLrScale}`);
@@ -295,7 +312,7 @@ interface Part {
 /** The frozen conditioning components (VAE + text encoder) and the batch builder for training steps. */
 export class UnetTrainingData {
   private readonly textCache = new Map<string, Float32Array>();
-  private readonly schedule = DDPMScheduler.fromConfig({ ...TRAIN_SCHEDULER_CONFIG });
+  private readonly schedule: DDPMScheduler;
   /** Clip latents [B, C, F, h, w]. */
   readonly latentShape: [number, number, number, number, number];
   /** Still latents [images, C, 1, h, w] (images may be 0). */
@@ -322,6 +339,7 @@ export class UnetTrainingData {
     this.tokens = tokenizer.modelMaxLength;
     this.textHidden = textEncoder.config.hiddenSize;
     this.probe = r.textProbe;
+    this.schedule = DDPMScheduler.fromConfig(trainSchedulerConfig(r.zeroTerminalSnr === true));
   }
 
   /** Loads `dir/tokenizer`, `dir/text_encoder` and `dir/vae`. */
@@ -760,6 +778,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       textLrScale: s.textLrScale ?? opts.textLrScale,
       frames: s.frames ?? opts.frames,
       frameNoiseShared: s.frameNoiseShared ?? opts.frameNoiseShared,
+      zeroTerminalSnr: s.zeroTerminalSnr ?? opts.zeroTerminalSnr,
     },
     opts.batch,
     opts.seed,
@@ -820,7 +839,15 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const exported: string[] = [];
   if (outcome.completed && opts.exportDir) {
     checkSameComponents(opts.exportDir, trainedWith, r.trainTextEncoder === true);
-    exported.push(...exportUnetPipeline(opts.exportDir, config, outcome.finalParams, r.predictionType));
+    exported.push(
+      ...exportUnetPipeline(
+        opts.exportDir,
+        config,
+        outcome.finalParams,
+        r.predictionType,
+        r.zeroTerminalSnr === true,
+      ),
+    );
   }
   const steps = outcome.history.losses.length;
   const metrics = await writeRunReport(
@@ -854,6 +881,7 @@ export function exportUnetPipeline(
   config: Readonly<Record<string, unknown>>,
   weights: StateDict,
   predictionType: TrainPrediction,
+  zeroTerminalSnr = false,
 ): string[] {
   const parts = splitJointWeights(weights);
   const written: string[] = [];
@@ -880,6 +908,7 @@ export function exportUnetPipeline(
   writeJsonAtomic(join(pipelineDir, 'scheduler', 'scheduler_config.json'), {
     ...DEFAULT_SCHEDULER_CONFIG,
     prediction_type: predictionType,
+    ...(zeroTerminalSnr && { rescale_betas_zero_snr: true, timestep_spacing: 'trailing' }),
   });
   writeJsonAtomic(join(pipelineDir, 'model_index.json'), DEFAULT_MODEL_INDEX);
   written.push(join(pipelineDir, 'unet'), join(pipelineDir, 'scheduler'));
@@ -899,13 +928,14 @@ export function exportUnetCheckpoint(out: string, pipelineDir: string): number {
   )
     throw new Error(`unet export: ${ckpt.path} is not a UNet stage checkpoint`);
   const data = ckpt.extra['data'] as
-    { predictionType?: TrainPrediction; trainTextEncoder?: boolean } | undefined;
+    { predictionType?: TrainPrediction; trainTextEncoder?: boolean; zeroTerminalSnr?: boolean } | undefined;
   checkSameComponents(pipelineDir, ckpt.extra['components'], data?.trainTextEncoder === true);
   exportUnetPipeline(
     pipelineDir,
     config as Record<string, unknown>,
     ckpt.ema ? ckpt.ema.stateDict() : ckpt.params,
     data?.predictionType ?? 'epsilon',
+    data?.zeroTerminalSnr === true,
   );
   return ckpt.step;
 }

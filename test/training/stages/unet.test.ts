@@ -29,7 +29,9 @@ import {
   TEXT_ENCODER_PREFIX,
   TEXT_PROBE_PREFIX,
   TRAIN_SCHEDULER_CONFIG,
+  trainSchedulerConfig,
 } from '../../../src/training/stages/unet.js';
+import type { HostTensor } from '../../../src/engine/runtime.js';
 import type { ClipSource, UnetStageSettings } from '../../../src/training/stages/unet.js';
 import type { StageOptions } from '../../../src/training/stages/common.js';
 import { DDPMScheduler } from '../../../src/schedulers/ddpm.js';
@@ -320,6 +322,72 @@ test('UNet stage: with frameNoiseShared the clips get frame-correlated noise, th
       () => resolveUnetSettings({ frameNoiseShared: -1 }, 1, 0),
       /unet stage: frameNoiseShared must be a number in \[0, 1\), got -1/,
     );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('UNet stage: zeroTerminalSnr trains on rescaled betas (pure noise at t = 999) and exports a matching DDIM', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const dir = componentsDir(root);
+    const common = {
+      source: squares,
+      frames: 2,
+      width: 16,
+      height: 16,
+      images: 1,
+      predictionType: 'v_prediction' as const,
+    };
+    const load = (zeroTerminalSnr: boolean): Promise<UnetTrainingData> =>
+      UnetTrainingData.load(dir, squares, resolveUnetSettings({ ...common, zeroTerminalSnr }, 2, 3));
+    const [plain, zero] = await Promise.all([load(false), load(true)]);
+    const zeroAlphas = DDPMScheduler.fromConfig(trainSchedulerConfig(true)).alphasCumprod;
+    const plainAlphas = DDPMScheduler.fromConfig(trainSchedulerConfig(false)).alphasCumprod;
+    assert.equal(zeroAlphas[999], 0);
+    assert.ok(plainAlphas[999]! > 0.004);
+    // Same step, same clip latents: x0 = √ᾱ x_t − √(1−ᾱ) v recovers them only with each run's own ᾱ.
+    const recover = (f: Record<string, HostTensor>, alphas: Float32Array | number[]): Float32Array => {
+      const noisy = f['noisy']!.data as Float32Array;
+      const v = f['target']!.data as Float32Array;
+      const ts = Array.from(f['timestep']!.data as Float32Array);
+      const per = noisy.length / ts.length;
+      return noisy.map((x, i) => {
+        const a = alphas[ts[Math.floor(i / per)]!]!;
+        return Math.sqrt(a) * x - Math.sqrt(1 - a) * v[i]!;
+      });
+    };
+    const a = await plain.batch(6);
+    const b = await zero.batch(6);
+    const x0 = recover(a, plainAlphas);
+    const x0z = recover(b, zeroAlphas);
+    let worst = 0;
+    for (let i = 0; i < x0.length; i++) worst = Math.max(worst, Math.abs(x0[i]! - x0z[i]!));
+    assert.ok(worst < 1e-4, `same latents recovered (max difference ${worst})`);
+    assert.throws(
+      () => resolveUnetSettings({ predictionType: 'epsilon', zeroTerminalSnr: true }, 1, 0),
+      /zeroTerminalSnr needs v_prediction/,
+    );
+    assert.equal(resolveUnetSettings({ zeroTerminalSnr: false }, 1, 0).zeroTerminalSnr, undefined);
+    // A short run records the switch; its export samples with the rescaled betas from t = 999.
+    const run = shortRun(join(root, 'run'), 2, []);
+    await createUnetStage({
+      ...common,
+      componentsDir: dir,
+      warmupSteps: 1,
+      unetConfig: TINY_UNET,
+      zeroTerminalSnr: true,
+    }).run(run);
+    exportUnetCheckpoint(run.out, dir);
+    const scheduler = JSON.parse(
+      readFileSync(join(dir, 'scheduler', 'scheduler_config.json'), 'utf8'),
+    ) as Record<string, unknown>;
+    assert.equal(scheduler['rescale_betas_zero_snr'], true);
+    assert.equal(scheduler['timestep_spacing'], 'trailing');
+    assert.equal(scheduler['prediction_type'], 'v_prediction');
+    const pipe = await TextToVideoPipeline.fromPretrained(dir);
+    pipe.components.scheduler.setTimesteps(5);
+    assert.equal(pipe.components.scheduler.timesteps[0], 999);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
