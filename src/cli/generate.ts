@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { intOption, numberOption } from './options.js';
+import { intOption, numberOption, unitOption } from './options.js';
 import { TextToVideoPipeline } from '../pipelines/text_to_video.js';
 import type { TextToVideoOptions } from '../pipelines/text_to_video.js';
 import { SafetensorsFile } from '../io/safetensors.js';
@@ -36,6 +36,7 @@ interface GenerateFlags {
   width?: number;
   steps: number;
   guidance: number;
+  guidanceRescale: number;
   seed: number;
   fps: number;
   scheduler?: 'ddim' | 'ddpm' | 'dpm';
@@ -97,6 +98,7 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     width: flags.width ?? (isDefault ? DEFAULT_MODEL_SETTINGS.width : size(undefined)),
     numInferenceSteps: flags.steps,
     guidanceScale: flags.guidance,
+    guidanceRescale: flags.guidanceRescale,
     seed: flags.seed,
     fps: flags.fps,
     ...(flags.latents ? { latents: readLatentsFile(flags.latents) } : {}),
@@ -146,6 +148,12 @@ export function generateCommand(): Command {
     )
     .option('--steps <n>', 'denoising steps', intOption('--steps', 1), DEFAULT_MODEL_SETTINGS.steps)
     .option('--guidance <scale>', 'classifier-free guidance scale', numberOption('--guidance'), 9)
+    .option(
+      '--guidance-rescale <phi>',
+      'guidance rescale in [0, 1] (diffusers guidance_rescale; e.g. 0.7 with zero-terminal-SNR models)',
+      unitOption('--guidance-rescale'),
+      0,
+    )
     .option('--seed <n>', 'random seed for the initial noise', intOption('--seed', 0), 0)
     .option(
       '--fps <n>',

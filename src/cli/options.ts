@@ -40,3 +40,13 @@ export function fractionOption(name: string): (v: string) => number {
     return n;
   };
 }
+
+/** A number in [0, 1]. */
+export function unitOption(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !(n >= 0 && n <= 1))
+      throw new InvalidArgumentError(`${name} must be a number in [0, 1], got '${v}'`);
+    return n;
+  };
+}

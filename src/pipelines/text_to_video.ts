@@ -27,6 +27,12 @@ export interface TextToVideoOptions {
   width?: number;
   numInferenceSteps?: number;
   guidanceScale?: number;
+  /**
+   * Guidance rescale φ in [0, 1] (Lin et al. 2024, §3.4; diffusers' `guidance_rescale`): the guided prediction
+   * is scaled to the standard deviation of the text-conditioned one and mixed back with weight φ, against the
+   * over-saturated colours of high guidance, notably with zero-terminal-SNR models. Default 0 (off).
+   */
+  guidanceRescale?: number;
   seed?: number;
   /** Initial latents [1, C, frames, h, w] (overrides seed/frames/size). */
   latents?: HostTensor;
@@ -101,16 +107,18 @@ export class TextToVideoPipeline {
     latentShape: readonly number[],
     ctxShape: readonly number[],
     withFps: boolean,
+    withCond = false,
   ): Promise<CompiledFunction> {
-    const key = `${latentShape.join(',')}|${ctxShape.join(',')}|${withFps}`;
+    const key = `${latentShape.join(',')}|${ctxShape.join(',')}|${withFps}|${withCond}`;
     let hit = this.guided.get(key);
     if (!hit) {
       const unet = this.components.unet;
-      const fn = (x: Tensor, t: Tensor, ctx: Tensor, scale: Tensor, fps?: Tensor): Tensor => {
+      const fn = (x: Tensor, t: Tensor, ctx: Tensor, scale: Tensor, fps?: Tensor): Tensor | Tensor[] => {
         const pair = op.concat([x, x], 0);
         const eps = unet.forward(pair, t, ctx, fps ? { fps } : {});
         const [u, c] = op.chunk(eps, 2, 0) as [Tensor, Tensor];
-        return op.add(u, op.mul(op.sub(c, u), scale));
+        const guided = op.add(u, op.mul(op.sub(c, u), scale));
+        return withCond ? [guided, c] : guided;
       };
       const specs = [
         { name: 'latents', shape: latentShape },
@@ -161,7 +169,10 @@ export class TextToVideoPipeline {
     let latents = this.prepareLatents(o);
     const ctx = concatBatch(negativePromptEmbeds, promptEmbeds);
     const withFps = unet.config.fpsCond === true;
-    const guided = await this.guidedProgram(latents.shape, ctx.shape, withFps);
+    const rescale = o.guidanceRescale ?? 0;
+    if (!(rescale >= 0 && rescale <= 1))
+      throw new RangeError(`guidanceRescale must be in [0, 1], got ${String(o.guidanceRescale)}`);
+    const guided = await this.guidedProgram(latents.shape, ctx.shape, withFps, rescale > 0);
     scheduler.setTimesteps(o.numInferenceSteps ?? 25);
     const guidance = hostTensor(Float32Array.of(o.guidanceScale ?? 9.0), []);
     const total = scheduler.timesteps.length;
@@ -174,8 +185,10 @@ export class TextToVideoPipeline {
         guidance,
       };
       if (withFps) feeds['fps'] = hostTensor(Float32Array.of(o.fps ?? 8), [1]);
-      const eps = (await guided.exe.run(feeds))['out0']!;
-      const next = scheduler.step(eps.data as Float32Array, t, latents.data as Float32Array, {
+      const out = await guided.exe.run(feeds);
+      const eps = out['out0']!.data as Float32Array;
+      if (rescale > 0) rescaleGuidance(eps, out['out1']!.data as Float32Array, rescale);
+      const next = scheduler.step(eps, t, latents.data as Float32Array, {
         eta: o.eta ?? 0,
       });
       latents = hostTensor(next.prevSample, latents.shape);
@@ -249,4 +262,24 @@ export function postprocess(video: HostTensor): {
     frames.push(rgb);
   }
   return { frames, framesFloat, width: W, height: H };
+}
+
+/**
+ * Guidance rescale in place: guided ← φ·guided·(σ_cond/σ_guided) + (1 − φ)·guided, σ the standard deviation
+ * over all elements (one sample), as diffusers' `rescale_noise_cfg`.
+ */
+export function rescaleGuidance(guided: Float32Array, cond: Float32Array, phi: number): Float32Array {
+  const std = (x: Float32Array): number => {
+    let m = 0;
+    for (const v of x) m += v;
+    m /= x.length;
+    let q = 0;
+    for (const v of x) q += (v - m) ** 2;
+    return Math.sqrt(q / (x.length - 1));
+  };
+  const sg = std(guided);
+  if (!(sg > 0)) return guided;
+  const k = phi * (std(cond) / sg) + (1 - phi);
+  for (let i = 0; i < guided.length; i++) guided[i]! *= k;
+  return guided;
 }

@@ -2,7 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidArgumentError } from 'commander';
-import { fractionOption, intOption, numberOption, positiveOption } from '../../src/cli/options.js';
+import {
+  fractionOption,
+  intOption,
+  numberOption,
+  positiveOption,
+  unitOption,
+} from '../../src/cli/options.js';
 
 test('option parsers accept what they promise and reject the rest, naming the flag', () => {
   assert.equal(intOption('--n', 0)('0'), 0);
@@ -22,4 +28,8 @@ test('option parsers accept what they promise and reject the rest, naming the fl
   assert.equal(fractionOption('--r')('0.5'), 0.5);
   for (const bad of ['1', '-0.1', '', 'half'])
     assert.throws(() => fractionOption('--r')(bad), /--r must be a number in \[0, 1\), got '/);
+  assert.equal(unitOption('--u')('1'), 1);
+  assert.equal(unitOption('--u')('0.7'), 0.7);
+  for (const bad of ['1.01', '-0.1', '', 'x'])
+    assert.throws(() => unitOption('--u')(bad), /--u must be a number in \[0, 1\], got '/);
 });
