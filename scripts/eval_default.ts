@@ -10,7 +10,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { intOption, numberOption } from '../src/cli/options.js';
+import { intOption, numberOption, unitOption } from '../src/cli/options.js';
 import { Generator } from '../src/engine/random.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { writeVideo } from '../src/io/video/index.js';
@@ -62,6 +62,7 @@ interface Options {
   size: number;
   steps: number;
   guidance: number;
+  guidanceRescale: number;
   fps: number;
   seed: number;
   maweSize: number | null;
@@ -155,6 +156,7 @@ async function generateAll(prompts: EvalPrompt[], o: Options): Promise<VideoResu
     for await (const e of pipe.generate({
       prompt: p.prompt,
       guidanceScale: o.guidance,
+      guidanceRescale: o.guidanceRescale,
       fps: o.fps,
       seed: p.seed,
       ...settings,
@@ -208,7 +210,7 @@ const TARGETS: Partial<Record<Attribute | 'noSceneCut', number>> = {
 function markdown(summary: Record<string, GroupSummary>, o: Options): string {
   const pct = (v: number | null): string => (v === null ? '–' : `${(100 * v).toFixed(1)} %`);
   const lines = [
-    `Default model evaluation: ${o.frames} frames ${o.size}×${o.size}, ${o.steps} DDIM steps, guidance ${o.guidance}, fps ${o.fps}; ` +
+    `Default model evaluation: ${o.frames} frames ${o.size}×${o.size}, ${o.steps} DDIM steps, guidance ${o.guidance}${o.guidanceRescale > 0 ? ` (rescale ${o.guidanceRescale})` : ''}, fps ${o.fps}; ` +
       `MAWE on ${o.maweSize === null ? `native ${o.size}×${o.size}` : `${o.maweSize}×${o.maweSize}`} flow. ` +
       '"No scene cut" is SCuts = 0 with PySceneDetect\'s defaults (min_scene_len 15, so a 16-frame clip can show ' +
       'at most one cut, at frame 13); the next column repeats it with min_scene_len 1.',
@@ -248,6 +250,7 @@ function parseOptions(argv: string[]): Options {
     .option('--size <px>', 'frame width and height', intOption('--size', 8), 64)
     .option('--steps <n>', 'DDIM steps', intOption('--steps', 1), 25)
     .option('--guidance <x>', 'classifier-free guidance scale', numberOption('--guidance'), 9)
+    .option('--guidance-rescale <phi>', 'guidance rescale in [0, 1]', unitOption('--guidance-rescale'), 0)
     .option('--fps <n>', 'fps conditioning', intOption('--fps', 1), 8)
     .option('--seed <n>', 'seed of the prompt sample and the generation seeds', intOption('--seed', 0), 0)
     .option('--mawe-size <px>', "flow resolution for MAWE: 'native' or a size such as 720", 'native')
@@ -266,6 +269,7 @@ function parseOptions(argv: string[]): Options {
     size: f['size'] as number,
     steps: f['steps'] as number,
     guidance: f['guidance'] as number,
+    guidanceRescale: f['guidanceRescale'] as number,
     fps: f['fps'] as number,
     seed: f['seed'] as number,
     maweSize,
