@@ -1,52 +1,31 @@
 // Commander argument parsers shared by the commands and the npm scripts: each names its flag in the error.
 import { InvalidArgumentError } from 'commander';
 
-/** An integer ≥ min. */
-export function intOption(name: string, min: number): (v: string) => number {
+/** A parser of numbers that `ok` accepts; an empty value or any other is an error "<name> must be <what>". */
+function numeric(name: string, ok: (n: number) => boolean, what: string): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${v}'`);
+    if (v.trim() === '' || !ok(n)) throw new InvalidArgumentError(`${name} must be ${what}, got '${v}'`);
     return n;
   };
 }
+
+/** An integer ≥ min. */
+export const intOption = (name: string, min: number): ((v: string) => number) =>
+  numeric(name, (n) => Number.isInteger(n) && n >= min, `an integer ≥ ${min}`);
 
 /** A finite number. */
-export function numberOption(name: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n))
-      throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
-    return n;
-  };
-}
+export const numberOption = (name: string): ((v: string) => number) =>
+  numeric(name, Number.isFinite, 'a number');
 
 /** A finite number > 0. */
-export function positiveOption(name: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n) || n <= 0)
-      throw new InvalidArgumentError(`${name} must be a positive number, got '${v}'`);
-    return n;
-  };
-}
+export const positiveOption = (name: string): ((v: string) => number) =>
+  numeric(name, (n) => Number.isFinite(n) && n > 0, 'a positive number');
 
 /** A number in [0, 1). */
-export function fractionOption(name: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === '' || !(n >= 0 && n < 1))
-      throw new InvalidArgumentError(`${name} must be a number in [0, 1), got '${v}'`);
-    return n;
-  };
-}
+export const fractionOption = (name: string): ((v: string) => number) =>
+  numeric(name, (n) => n >= 0 && n < 1, 'a number in [0, 1)');
 
 /** A number in [0, 1]. */
-export function unitOption(name: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (v.trim() === '' || !(n >= 0 && n <= 1))
-      throw new InvalidArgumentError(`${name} must be a number in [0, 1], got '${v}'`);
-    return n;
-  };
-}
+export const unitOption = (name: string): ((v: string) => number) =>
+  numeric(name, (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
