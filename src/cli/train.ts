@@ -2,6 +2,7 @@
 // checkpoints into `<out>/checkpoints` and resumes from there when run again; Ctrl-C checkpoints the current
 // step and stops (a second Ctrl-C quits at once). `--export <dir>` writes the trained component(s) as fp16
 // into a diffusers pipeline folder such as models/default.
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { fractionOption, intOption, positiveOption } from './options.js';
@@ -38,6 +39,7 @@ export interface TrainFlags {
   temporalPositions?: boolean;
   frameNoiseShared?: number;
   zeroTerminalSnr?: boolean;
+  config?: string;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -71,6 +73,27 @@ function textEncoderOption(stage: StageDefinition, flags: TrainFlags, flag: stri
   return v;
 }
 
+/** The JSON object of a `--config` file (vae and unet stages): model config keys over the stage's defaults. */
+export function readConfigOverrides(stage: StageDefinition, file: string): Record<string, unknown> {
+  if (stage.name !== 'vae' && stage.name !== 'unet')
+    throw new Error(`--config applies to the vae and unet stages, not '${stage.name}'`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`--config: cannot read ${file}: ${(e as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`--config: ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new Error(`--config: ${file} must hold a JSON object of config keys`);
+  return value as Record<string, unknown>;
+}
+
 /** Stage options from the command-line flags and the stage's defaults. */
 export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOptions {
   const d = stage.defaults;
@@ -101,6 +124,7 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.frameNoiseShared !== undefined &&
       unetOnly(stage, '--frame-noise-shared') && { frameNoiseShared: flags.frameNoiseShared }),
     ...(flags.zeroTerminalSnr === true && { zeroTerminalSnr: unetOnly(stage, '--zero-terminal-snr') }),
+    ...(flags.config !== undefined && { configOverrides: readConfigOverrides(stage, flags.config) }),
   };
 }
 
@@ -213,6 +237,12 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--zero-terminal-snr',
       'unet stage (v-prediction): betas rescaled to zero terminal SNR, so t = 999 is pure noise as at sampling; ' +
         'the export samples with trailing timesteps',
+    )
+    .option(
+      '--config <file.json>',
+      "vae and unet stages: diffusers config keys over the stage's default model (e.g. " +
+        '{"block_out_channels": [32, 64, 64, 64], "latent_channels": 8} for a VAE with 8×8 latents); the ' +
+        "unet stage takes its in/out channels and sample_size from the components' VAE",
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

@@ -3,11 +3,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CommanderError } from 'commander';
-import { findStage, stageOptions, trainCommand, TRAINING_STAGES } from '../../src/cli/train.js';
+import {
+  findStage,
+  readConfigOverrides,
+  stageOptions,
+  trainCommand,
+  TRAINING_STAGES,
+} from '../../src/cli/train.js';
 import { createVaeStage, DEFAULT_VAE_CONFIG } from '../../src/training/stages/vae.js';
 
 function command(stages = TRAINING_STAGES) {
@@ -118,6 +124,40 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
   );
 });
 
+test('--config: a JSON object of config keys, for the vae and unet stages only', () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-train-config-'));
+  try {
+    const file = (name: string, text: string): string => {
+      writeFileSync(join(root, name), text);
+      return join(root, name);
+    };
+    const good = file('good.json', '{"latent_channels": 8, "block_out_channels": [32, 64, 64, 64]}');
+    assert.deepEqual(stageOptions(findStage('vae'), { seed: 0, config: good }).configOverrides, {
+      latent_channels: 8,
+      block_out_channels: [32, 64, 64, 64],
+    });
+    assert.equal(stageOptions(findStage('unet'), { seed: 0 }).configOverrides, undefined);
+    assert.throws(
+      () => readConfigOverrides(findStage('clip'), good),
+      /--config applies to the vae and unet stages, not 'clip'/,
+    );
+    assert.throws(
+      () => readConfigOverrides(findStage('vae'), file('bad.json', '{"latent_channels": ')),
+      /--config: .*bad\.json is not valid JSON/,
+    );
+    assert.throws(
+      () => readConfigOverrides(findStage('unet'), file('list.json', '[1, 2]')),
+      /--config: .*list\.json must hold a JSON object of config keys/,
+    );
+    assert.throws(
+      () => readConfigOverrides(findStage('unet'), join(root, 'missing.json')),
+      /--config: cannot read .*missing\.json/,
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('a tiny stage runs from the command line flags and writes its outputs', async () => {
   const root = mkdtempSync(join(tmpdir(), 'kinema-train-cli-'));
   try {
@@ -156,6 +196,27 @@ test('a tiny stage runs from the command line flags and writes its outputs', asy
     assert.equal(process.exitCode ?? 0, 0, '--stop-after is not an interruption');
     await command([tiny]).cmd.parseAsync(flags, { from: 'user' });
     assert.equal(JSON.parse(readFileSync(join(staged, 'metrics.json'), 'utf8')).steps, 3);
+
+    // --config lays model config keys over the stage's default: here 2 latent channels instead of 4.
+    const cfg = join(root, 'vae2.json');
+    writeFileSync(cfg, JSON.stringify({ latent_channels: 2 }));
+    await command([tiny]).cmd.parseAsync(
+      [
+        'vae',
+        '--steps',
+        '2',
+        '--batch',
+        '2',
+        '--out',
+        join(root, 'c2'),
+        '--export',
+        join(root, 'pipe2'),
+      ].concat(['--threads', '1', '--config', cfg]),
+      { from: 'user' },
+    );
+    const exported = JSON.parse(readFileSync(join(root, 'pipe2', 'vae', 'config.json'), 'utf8'));
+    assert.equal(exported.latent_channels, 2);
+    assert.deepEqual(exported.block_out_channels, [4]);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -67,6 +67,11 @@ export interface StageOptions {
   readonly frameNoiseShared?: number;
   /** unet stage: train on zero-terminal-SNR betas (v-prediction only); the CLI rejects it for other stages. */
   readonly zeroTerminalSnr?: boolean;
+  /**
+   * vae and unet stages: diffusers config keys laid over the stage's default model config (`kinema train
+   * --config <file.json>`), e.g. a VAE with a spatial factor of 8; the CLI rejects it for the clip stage.
+   */
+  readonly configOverrides?: Readonly<Record<string, unknown>>;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
@@ -113,20 +118,25 @@ type Feeds = Record<string, HostTensor>;
 
 /**
  * Wraps a batch function (deterministic in the step index) so that the batch of step s + 1 is built while
- * step s runs in ONNX Runtime's threads; the batches themselves are unchanged.
+ * step s runs in ONNX Runtime's threads; the batches themselves are unchanged. An asynchronous batch function
+ * (one that runs programs itself, e.g. the VAE encoding clips) starts the next batch once the current one is
+ * built, so at most one batch is being built at a time.
  */
-export function prefetching(batch: (step: number) => Feeds): (step: number) => Promise<Feeds> {
+export function prefetching(
+  batch: (step: number) => Feeds | Promise<Feeds>,
+): (step: number) => Promise<Feeds> {
   let next: { step: number; value: Promise<Feeds> } | null = null;
   return (step) => {
     const value = next?.step === step ? next.value : Promise.resolve().then(() => batch(step));
-    const ahead = new Promise<Feeds>((ok, fail) =>
-      setImmediate(() => {
-        try {
-          ok(batch(step + 1));
-        } catch (e) {
-          fail(e as Error);
-        }
-      }),
+    const ahead = value.then(
+      () =>
+        new Promise<Feeds>((ok, fail) =>
+          setImmediate(() =>
+            Promise.resolve(step + 1)
+              .then(batch)
+              .then(ok, fail),
+          ),
+        ),
     );
     ahead.catch(() => undefined); // reported when (and if) that step asks for it
     next = { step: step + 1, value: ahead };

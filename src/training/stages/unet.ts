@@ -31,7 +31,14 @@ import { formatDuration } from '../../cli/progress.js';
 import { GradStep } from '../trainer.js';
 import { loadLatestCheckpoint } from '../checkpoint.js';
 import { exportComponent, writeJsonAtomic } from '../export.js';
-import { TRAIN_PREDICTIONS, indexedGenerator, logLine, runTraining, writeRunReport } from './common.js';
+import {
+  TRAIN_PREDICTIONS,
+  indexedGenerator,
+  logLine,
+  prefetching,
+  runTraining,
+  writeRunReport,
+} from './common.js';
 import type { StageDefinition, StageOptions, StageResult, TrainPrediction } from './common.js';
 import { toFloatCHW, worldSample } from '../data/world.js';
 import {
@@ -534,6 +541,34 @@ export function buildUnet(
   return unet;
 }
 
+/**
+ * The UNet config with `in_channels`, `out_channels` (the VAE's latent channels) and `sample_size` (the
+ * latent frame size) taken from the training latents [B, C, F, h, w], so a UNet follows the components' VAE.
+ * A key the user set explicitly (`explicit`, the --config keys) to another value is an error.
+ */
+export function unetConfigFor(
+  config: Readonly<Record<string, unknown>>,
+  latentShape: readonly number[],
+  explicit: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const [, channels, , h, w] = latentShape;
+  if (h !== w) throw new Error(`unet stage: latent frames must be square, got ${h}×${w}`);
+  const out: Record<string, unknown> = { ...config };
+  for (const [key, want] of [
+    ['in_channels', channels],
+    ['out_channels', channels],
+    ['sample_size', h],
+  ] as const) {
+    if (key in explicit && explicit[key] !== want)
+      throw new Error(
+        `unet stage: the config sets ${key} ${JSON.stringify(explicit[key])}, but the components' VAE gives ` +
+          `${want} (latents ${channels}×${h}×${w}); leave ${key} out to follow the VAE`,
+      );
+    out[key] = want;
+  }
+  return out;
+}
+
 /** Key prefix of the text encoder's weights in a run that fine-tunes it with the UNet. */
 export const TEXT_ENCODER_PREFIX = 'text_encoder.';
 /** Key prefix of the text probe's weights (trained, checkpointed, never exported). */
@@ -786,7 +821,11 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const dir = s.componentsDir ?? opts.exportDir ?? DEFAULT_MODEL_DIR;
   const trainedWith = componentFingerprints(dir);
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
-  const config: Record<string, unknown> = { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG) };
+  const config = unetConfigFor(
+    { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG), ...opts.configOverrides },
+    data.latentShape,
+    opts.configOverrides ?? {},
+  );
   if (opts.temporalPositions === true) config['temporal_positions'] = 'sinusoidal';
   if (r.frameNoiseShared !== undefined) config['frame_noise_shared'] = r.frameNoiseShared;
   const unet = buildUnet(config, data.textHidden);
@@ -827,7 +866,10 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
     label: 'unet',
     model,
     step,
-    batch: measured(opts, (i) => data.batch(i)),
+    batch: measured(
+      opts,
+      prefetching((i) => data.batch(i)),
+    ),
     ...(startWeights && { startWeights }),
     ...(r.textLrScale !== undefined && { lrScale: textLrScale(r.textLrScale) }),
     warmupSteps: s.warmupSteps ?? 200,

@@ -67,8 +67,12 @@ interface Resolved {
   readonly warmupSteps: number;
 }
 
-function resolve(s: VaeStageSettings, steps: number): Resolved {
-  const config = { ...(s.config ?? DEFAULT_VAE_CONFIG) };
+function resolve(
+  s: VaeStageSettings,
+  steps: number,
+  overrides: Readonly<Record<string, unknown>> = {},
+): Resolved {
+  const config = { ...(s.config ?? DEFAULT_VAE_CONFIG), ...overrides };
   const size = config['sample_size'];
   if (typeof size !== 'number' || !Number.isInteger(size) || size < 1) {
     throw new Error(
@@ -301,7 +305,7 @@ export function exportVae(pipelineDir: string, config: Record<string, unknown>, 
 export function createVaeStage(settings: VaeStageSettings = {}): StageDefinition {
   return {
     name: 'vae',
-    summary: 'AutoencoderKL (64×64×3 → 16×16×4) on world frames, L1 + MSE + KL',
+    summary: 'AutoencoderKL (64×64×3 → 16×16×4 by default) on world frames, L1 + MSE + KL',
     defaults: { steps: 1000, batch: 16, lr: 1e-3, checkpointEvery: 50 },
     run: (opts) => runVaeStage(settings, opts),
   };
@@ -310,7 +314,7 @@ export function createVaeStage(settings: VaeStageSettings = {}): StageDefinition
 export const vaeStage = createVaeStage();
 
 async function runVaeStage(s: VaeStageSettings, opts: StageOptions): Promise<StageResult> {
-  const r = resolve(s, opts.steps);
+  const r = resolve(s, opts.steps, opts.configOverrides);
   const vae = AutoencoderKL.fromConfig(r.config, opts.threads === undefined ? {} : { threads: opts.threads });
   if (r.size % vae.scaleFactor !== 0) {
     throw new Error(

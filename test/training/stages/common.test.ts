@@ -102,6 +102,39 @@ test('prefetching returns the same batches as the plain batch function, in any o
   await assert.rejects(failing(1), /bad step 1/);
 });
 
+test('prefetching an asynchronous batch function: one batch built at a time, the next while a step runs', async () => {
+  const events: string[] = [];
+  let building = 0;
+  const slow = async (s: number) => {
+    building++;
+    assert.equal(building, 1, 'two batches are never built at once');
+    events.push(`start ${s}`);
+    await new Promise((ok) => setTimeout(ok, 5));
+    events.push(`end ${s}`);
+    building--;
+    if (s === 3) throw new Error('bad step 3');
+    return { x: hostTensor(new Float32Array([s]), [1]) };
+  };
+  const fetch = prefetching(slow);
+  for (const s of [0, 1, 2]) {
+    assert.deepEqual((await fetch(s))['x']!.data, new Float32Array([s]));
+    events.push(`step ${s}`);
+    await new Promise((ok) => setTimeout(ok, 20)); // the "training step"
+  }
+  // Step s + 1's batch was built while step s ran, so the next call finds it ready.
+  assert.deepEqual(events.slice(0, 7), [
+    'start 0',
+    'end 0',
+    'step 0',
+    'start 1',
+    'end 1',
+    'step 1',
+    'start 2',
+  ]);
+  await assert.rejects(fetch(3), /bad step 3/);
+  assert.deepEqual((await fetch(7))['x']!.data, new Float32Array([7]), 'a jump builds the asked step');
+});
+
 test('LossProgress appends the current and averaged loss to the status line', () => {
   let text = '';
   const bar = new LossProgress({

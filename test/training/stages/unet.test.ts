@@ -30,6 +30,7 @@ import {
   TEXT_PROBE_PREFIX,
   TRAIN_SCHEDULER_CONFIG,
   trainSchedulerConfig,
+  unetConfigFor,
 } from '../../../src/training/stages/unet.js';
 import type { HostTensor } from '../../../src/engine/runtime.js';
 import type { ClipSource, UnetStageSettings } from '../../../src/training/stages/unet.js';
@@ -209,6 +210,22 @@ test('UNet stage: loss falls, a stopped run resumes exactly, the export loads as
   }
 });
 
+test("UNet stage: the UNet's channels and sample size follow the VAE's latents", () => {
+  const config = { ...TINY_UNET, in_channels: 4, out_channels: 4, sample_size: 16 };
+  const c = unetConfigFor(config, [3, 8, 16, 8, 8], { block_out_channels: [8, 16] });
+  assert.equal(c['in_channels'], 8);
+  assert.equal(c['out_channels'], 8);
+  assert.equal(c['sample_size'], 8);
+  assert.deepEqual(c['block_out_channels'], [8, 16]);
+  assert.equal(config.in_channels, 4, 'the input config is not changed');
+  assert.deepEqual(unetConfigFor(config, [3, 8, 16, 8, 8], { out_channels: 8, sample_size: 8 }), c);
+  assert.throws(
+    () => unetConfigFor(config, [3, 8, 16, 8, 8], { out_channels: 4 }),
+    /the config sets out_channels 4, but the components' VAE gives 8 \(latents 8×8×8\)/,
+  );
+  assert.throws(() => unetConfigFor(config, [3, 8, 16, 8, 4], {}), /latent frames must be square, got 8×4/);
+});
+
 test('UNet stage: a mismatched text encoder width or missing components fail with a clear message', async () => {
   const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
   try {
@@ -230,6 +247,10 @@ test('UNet stage: a mismatched text encoder width or missing components fail wit
     await assert.rejects(
       createUnetStage({ ...settings, unetConfig: { ...TINY_UNET, cross_attention_dim: 64 } }).run(opts),
       /cross_attention_dim 64 differs from the text encoder's hidden size 32/,
+    );
+    await assert.rejects(
+      createUnetStage(settings).run({ ...opts, configOverrides: { in_channels: 3 } }),
+      /the config sets in_channels 3, but the components' VAE gives 4 \(latents 4×8×8\)/,
     );
     await assert.rejects(
       createUnetStage({ ...settings, componentsDir: join(root, 'nothing') }).run(opts),
