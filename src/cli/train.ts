@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { fractionOption, intOption, positiveOption } from './options.js';
+import { parseJsonLenient } from '../io/json.js';
 import { TRAIN_PREDICTIONS } from '../training/stages/common.js';
 import type {
   StageDefinition,
@@ -85,7 +86,7 @@ export function readConfigOverrides(stage: StageDefinition, file: string): Recor
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJsonLenient(text, file); // the parser of the scheduler configs: NaN/Infinity, line:column
   } catch (e) {
     throw new Error(`--config: ${file} is not valid JSON: ${(e as Error).message}`);
   }

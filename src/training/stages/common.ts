@@ -128,16 +128,7 @@ export function prefetching(
   let next: { step: number; value: Promise<Feeds> } | null = null;
   return (step) => {
     const value = next?.step === step ? next.value : Promise.resolve().then(() => batch(step));
-    const ahead = value.then(
-      () =>
-        new Promise<Feeds>((ok, fail) =>
-          setImmediate(() =>
-            Promise.resolve(step + 1)
-              .then(batch)
-              .then(ok, fail),
-          ),
-        ),
-    );
+    const ahead = value.then(() => new Promise<void>((ok) => setImmediate(ok))).then(() => batch(step + 1));
     ahead.catch(() => undefined); // reported when (and if) that step asks for it
     next = { step: step + 1, value: ahead };
     return value;

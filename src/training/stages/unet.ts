@@ -542,26 +542,26 @@ export function buildUnet(
 }
 
 /**
- * The UNet config with `in_channels`, `out_channels` (the VAE's latent channels) and `sample_size` (the
- * latent frame size) taken from the training latents [B, C, F, h, w], so a UNet follows the components' VAE.
- * A key the user set explicitly (`explicit`, the --config keys) to another value is an error.
+ * The UNet config: `overrides` (the --config keys) over `config`, with `in_channels`, `out_channels` (the VAE's
+ * latent channels) and `sample_size` (the latent frame size) taken from the training latents [B, C, F, h, w],
+ * so a UNet follows the components' VAE. An override that sets one of those to another value is an error.
  */
 export function unetConfigFor(
   config: Readonly<Record<string, unknown>>,
   latentShape: readonly number[],
-  explicit: Readonly<Record<string, unknown>>,
+  overrides: Readonly<Record<string, unknown>> = {},
 ): Record<string, unknown> {
   const [, channels, , h, w] = latentShape;
   if (h !== w) throw new Error(`unet stage: latent frames must be square, got ${h}×${w}`);
-  const out: Record<string, unknown> = { ...config };
+  const out: Record<string, unknown> = { ...config, ...overrides };
   for (const [key, want] of [
     ['in_channels', channels],
     ['out_channels', channels],
     ['sample_size', h],
   ] as const) {
-    if (key in explicit && explicit[key] !== want)
+    if (key in overrides && overrides[key] !== want)
       throw new Error(
-        `unet stage: the config sets ${key} ${JSON.stringify(explicit[key])}, but the components' VAE gives ` +
+        `unet stage: the config sets ${key} ${JSON.stringify(overrides[key])}, but the components' VAE gives ` +
           `${want} (latents ${channels}×${h}×${w}); leave ${key} out to follow the VAE`,
       );
     out[key] = want;
@@ -821,11 +821,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const dir = s.componentsDir ?? opts.exportDir ?? DEFAULT_MODEL_DIR;
   const trainedWith = componentFingerprints(dir);
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
-  const config = unetConfigFor(
-    { ...(s.unetConfig ?? DEFAULT_UNET_CONFIG), ...opts.configOverrides },
-    data.latentShape,
-    opts.configOverrides ?? {},
-  );
+  const config = unetConfigFor(s.unetConfig ?? DEFAULT_UNET_CONFIG, data.latentShape, opts.configOverrides);
   if (opts.temporalPositions === true) config['temporal_positions'] = 'sinusoidal';
   if (r.frameNoiseShared !== undefined) config['frame_noise_shared'] = r.frameNoiseShared;
   const unet = buildUnet(config, data.textHidden);
