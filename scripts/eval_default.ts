@@ -5,13 +5,16 @@
 //   train   — in-grammar single-object scenes from the training split.
 // Prompts are the canonical captions of those scenes. Every video is scored by the world's oracle (colour,
 // shape, motion, size), by SCuts (PySceneDetect AdaptiveDetector port; "no cut" = 0 cuts) and by MAWE. The
-// world's own renders of the same scenes are scored too, as a check of the oracle itself.
+// world's own renders of the same scenes are scored too, as a check of the oracle itself; with
+// --vae-round-trip, also those renders encoded and decoded by the model's VAE (the ceiling the VAE sets).
 // Writes runs/eval_default/report.json, report.md and the generated videos; prints the table.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { intOption, numberOption, unitOption } from '../src/cli/options.js';
 import { Generator } from '../src/engine/random.js';
+import { hostTensor } from '../src/engine/runtime.js';
+import type { AutoencoderKL } from '../src/models/vae/autoencoder_kl.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { writeVideo } from '../src/io/video/index.js';
 import { detectSceneCuts } from '../src/metrics/scenecuts.js';
@@ -44,7 +47,7 @@ interface VideoResult {
   group: Group;
   prompt: string;
   seed: number;
-  source: 'model' | 'world';
+  source: 'model' | 'world' | 'vae';
   scores: Record<Attribute, boolean | null>;
   sceneCuts: number;
   /** Cuts with min_scene_len 1 (a diagnostic: the default 15 frames leaves room for one cut at most in 16). */
@@ -67,6 +70,7 @@ interface Options {
   seed: number;
   maweSize: number | null;
   reference: boolean;
+  vaeRoundTrip: boolean;
 }
 
 /** The 31 held-out (colour, shape, motion) combinations: purple × every shape × up motions, green triangles. */
@@ -122,7 +126,7 @@ function buildPrompts(o: Options): EvalPrompt[] {
 
 async function measure(
   p: EvalPrompt,
-  source: 'model' | 'world',
+  source: 'model' | 'world' | 'vae',
   frames: Uint8Array[],
   o: Options,
 ): Promise<VideoResult> {
@@ -142,6 +146,30 @@ async function measure(
     sceneCutsAnyLength: anyLength.cuts.length,
     mawe: m.mawe,
   };
+}
+
+/**
+ * RGB frames (H·W·3 bytes each) → the VAE's posterior mean → decoded → RGB frames: the best a model on this VAE
+ * could show the oracle.
+ */
+async function vaeRoundTrip(vae: AutoencoderKL, frames: Uint8Array[], size: number): Promise<Uint8Array[]> {
+  const px = size * size;
+  const images = new Float32Array(frames.length * 3 * px);
+  frames.forEach((fr, f) => {
+    for (let k = 0; k < px; k++)
+      for (let c = 0; c < 3; c++) images[(f * 3 + c) * px + k] = (fr[k * 3 + c]! / 255) * 2 - 1;
+  });
+  const { mean } = await vae.encode(hostTensor(images, [frames.length, 3, size, size]));
+  const decoded = (await vae.decode(mean, { numFrames: frames.length })).data as Float32Array;
+  return frames.map((_, f) => {
+    const out = new Uint8Array(px * 3);
+    for (let k = 0; k < px; k++)
+      for (let c = 0; c < 3; c++) {
+        const v = (decoded[(f * 3 + c) * px + k]! + 1) * 127.5;
+        out[k * 3 + c] = Math.max(0, Math.min(255, Math.round(v)));
+      }
+    return out;
+  });
 }
 
 async function generateAll(prompts: EvalPrompt[], o: Options): Promise<VideoResult[]> {
@@ -255,6 +283,10 @@ function parseOptions(argv: string[]): Options {
     .option('--seed <n>', 'seed of the prompt sample and the generation seeds', intOption('--seed', 0), 0)
     .option('--mawe-size <px>', "flow resolution for MAWE: 'native' or a size such as 720", 'native')
     .option('--no-reference', 'skip scoring the world renders of the same scenes')
+    .option(
+      '--vae-round-trip',
+      "also score the world renders encoded and decoded by the model's VAE (what the VAE lets through)",
+    )
     .parse(argv, { from: 'user' });
   const f = cmd.opts<Record<string, unknown>>();
   const maweRaw = String(f['maweSize']);
@@ -274,6 +306,7 @@ function parseOptions(argv: string[]): Options {
     seed: f['seed'] as number,
     maweSize,
     reference: f['reference'] !== false,
+    vaeRoundTrip: f['vaeRoundTrip'] === true,
   };
 }
 
@@ -289,6 +322,14 @@ async function main(): Promise<void> {
       const frames = renderVideo(p.scene, { width: o.size, height: o.size, frames: o.frames });
       reference.push(await measure(p, 'world', frames, o));
     }
+  const roundTrip: VideoResult[] = [];
+  if (o.vaeRoundTrip) {
+    const { vae } = (await TextToVideoPipeline.fromPretrained(o.model)).components;
+    for (const p of prompts) {
+      const frames = renderVideo(p.scene, { width: o.size, height: o.size, frames: o.frames });
+      roundTrip.push(await measure(p, 'vae', await vaeRoundTrip(vae, frames, o.size), o));
+    }
+  }
   const by = (rows: VideoResult[], g: Group): VideoResult[] => rows.filter((r) => r.group === g);
   const summary: Record<string, GroupSummary> = {
     'held-out (model)': summarize(by(results, 'heldout')),
@@ -298,6 +339,10 @@ async function main(): Promise<void> {
     summary['held-out (world render)'] = summarize(by(reference, 'heldout'));
     summary['training-style (world render)'] = summarize(by(reference, 'train'));
   }
+  if (o.vaeRoundTrip) {
+    summary['held-out (world render → VAE → back)'] = summarize(by(roundTrip, 'heldout'));
+    summary['training-style (world render → VAE → back)'] = summarize(by(roundTrip, 'train'));
+  }
   const table = markdown(summary, o);
   const report = {
     settings: o,
@@ -305,6 +350,7 @@ async function main(): Promise<void> {
     summary,
     videos: results,
     reference,
+    vaeRoundTrip: roundTrip,
   };
   writeFileAtomic(join(o.out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileAtomic(join(o.out, 'report.md'), table);
