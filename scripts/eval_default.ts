@@ -19,7 +19,7 @@ import { writeFileAtomic } from '../src/io/safetensors.js';
 import { writeVideo } from '../src/io/video/index.js';
 import { detectSceneCuts } from '../src/metrics/scenecuts.js';
 import { mawe } from '../src/metrics/mawe.js';
-import { TextToVideoPipeline } from '../src/pipelines/text_to_video.js';
+import { TextToVideoPipeline, postprocess } from '../src/pipelines/text_to_video.js';
 import { DEFAULT_MODEL_DIR } from '../src/cli/generate.js';
 import {
   MOTIONS,
@@ -28,6 +28,7 @@ import {
   canonicalCaption,
   renderVideo,
   sampleScene,
+  toFloatCHW,
 } from '../src/training/data/world.js';
 import type { MotionName, SceneSpec, ShapeName } from '../src/training/data/world.js';
 import { scoreVideo } from '../src/training/data/oracle.js';
@@ -149,31 +150,26 @@ async function measure(
 }
 
 /**
- * RGB frames (H·W·3 bytes each) → the VAE's posterior mean → decoded → RGB frames: the best a model on this VAE
- * could show the oracle.
+ * RGB frames → the VAE's posterior mean → decoded → RGB frames (the pipeline's own postprocessing): the best a
+ * model on this VAE could show the oracle.
  */
 async function vaeRoundTrip(vae: AutoencoderKL, frames: Uint8Array[], size: number): Promise<Uint8Array[]> {
-  const px = size * size;
-  const images = new Float32Array(frames.length * 3 * px);
-  frames.forEach((fr, f) => {
-    for (let k = 0; k < px; k++)
-      for (let c = 0; c < 3; c++) images[(f * 3 + c) * px + k] = (fr[k * 3 + c]! / 255) * 2 - 1;
-  });
-  const { mean } = await vae.encode(hostTensor(images, [frames.length, 3, size, size]));
+  const images = hostTensor(toFloatCHW(frames, size, size), [frames.length, 3, size, size]);
+  const { mean } = await vae.encode(images);
   const decoded = (await vae.decode(mean, { numFrames: frames.length })).data as Float32Array;
-  return frames.map((_, f) => {
-    const out = new Uint8Array(px * 3);
-    for (let k = 0; k < px; k++)
-      for (let c = 0; c < 3; c++) {
-        const v = (decoded[(f * 3 + c) * px + k]! + 1) * 127.5;
-        out[k * 3 + c] = Math.max(0, Math.min(255, Math.round(v)));
-      }
-    return out;
-  });
+  const perFrame = 3 * size * size;
+  return frames.map(
+    (_, f) =>
+      postprocess(hostTensor(decoded.subarray(f * perFrame, (f + 1) * perFrame), [1, 3, 1, size, size]))
+        .frames[0]!,
+  );
 }
 
-async function generateAll(prompts: EvalPrompt[], o: Options): Promise<VideoResult[]> {
-  const pipe = await TextToVideoPipeline.fromPretrained(o.model);
+async function generateAll(
+  pipe: TextToVideoPipeline,
+  prompts: EvalPrompt[],
+  o: Options,
+): Promise<VideoResult[]> {
   const videos = join(o.out, 'videos');
   mkdirSync(videos, { recursive: true });
   const results: VideoResult[] = [];
@@ -315,21 +311,17 @@ async function main(): Promise<void> {
   mkdirSync(o.out, { recursive: true });
   const prompts = buildPrompts(o);
   const t0 = performance.now();
-  const results = await generateAll(prompts, o);
+  const pipe = await TextToVideoPipeline.fromPretrained(o.model);
+  const results = await generateAll(pipe, prompts, o);
   const reference: VideoResult[] = [];
-  if (o.reference)
-    for (const p of prompts) {
-      const frames = renderVideo(p.scene, { width: o.size, height: o.size, frames: o.frames });
-      reference.push(await measure(p, 'world', frames, o));
-    }
   const roundTrip: VideoResult[] = [];
-  if (o.vaeRoundTrip) {
-    const { vae } = (await TextToVideoPipeline.fromPretrained(o.model)).components;
+  if (o.reference || o.vaeRoundTrip)
     for (const p of prompts) {
       const frames = renderVideo(p.scene, { width: o.size, height: o.size, frames: o.frames });
-      roundTrip.push(await measure(p, 'vae', await vaeRoundTrip(vae, frames, o.size), o));
+      if (o.reference) reference.push(await measure(p, 'world', frames, o));
+      if (o.vaeRoundTrip)
+        roundTrip.push(await measure(p, 'vae', await vaeRoundTrip(pipe.components.vae, frames, o.size), o));
     }
-  }
   const by = (rows: VideoResult[], g: Group): VideoResult[] => rows.filter((r) => r.group === g);
   const summary: Record<string, GroupSummary> = {
     'held-out (model)': summarize(by(results, 'heldout')),
