@@ -40,6 +40,7 @@ export interface TrainFlags {
   temporalPositions?: boolean;
   frameNoiseShared?: number;
   zeroTerminalSnr?: boolean;
+  motionWeight?: number;
   config?: string;
 }
 
@@ -125,6 +126,8 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.frameNoiseShared !== undefined &&
       unetOnly(stage, '--frame-noise-shared') && { frameNoiseShared: flags.frameNoiseShared }),
     ...(flags.zeroTerminalSnr === true && { zeroTerminalSnr: unetOnly(stage, '--zero-terminal-snr') }),
+    ...(flags.motionWeight !== undefined &&
+      unetOnly(stage, '--motion-weight') && { motionWeight: flags.motionWeight }),
     ...(flags.config !== undefined && { configOverrides: readConfigOverrides(stage, flags.config) }),
   };
 }
@@ -238,6 +241,12 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--zero-terminal-snr',
       'unet stage (v-prediction): betas rescaled to zero terminal SNR, so t = 999 is pure noise as at sampling; ' +
         'the export samples with trailing timesteps',
+    )
+    .option(
+      '--motion-weight <beta>',
+      'unet stage (v-prediction): add beta × the mean square of the part of the x0 error that changes from ' +
+        'frame to frame, weighted by 1 − alpha-bar_t (more of the gradient goes to motion; the optimum is unchanged)',
+      positiveOption('--motion-weight'),
     )
     .option(
       '--config <file.json>',

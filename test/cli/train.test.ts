@@ -110,6 +110,12 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
     () => stageOptions(clip, { seed: 0, frameNoiseShared: 0.5 }),
     /--frame-noise-shared applies to the unet stage only, not 'clip'/,
   );
+  assert.equal(stageOptions(unet, { seed: 0, motionWeight: 5 }).motionWeight, 5);
+  assert.equal(stageOptions(unet, { seed: 0 }).motionWeight, undefined);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, motionWeight: 5 }),
+    /--motion-weight applies to the unet stage only, not 'clip'/,
+  );
   assert.throws(
     () => stageOptions(clip, { seed: 0, frames: 16 }),
     /--frames applies to the unet stage only, not 'clip'/,

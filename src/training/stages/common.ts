@@ -67,6 +67,8 @@ export interface StageOptions {
   readonly frameNoiseShared?: number;
   /** unet stage: train on zero-terminal-SNR betas (v-prediction only); the CLI rejects it for other stages. */
   readonly zeroTerminalSnr?: boolean;
+  /** unet stage: weight of the motion term (frame-varying part of the x₀ error); the CLI rejects it for other stages. */
+  readonly motionWeight?: number;
   /**
    * vae and unet stages: diffusers config keys laid over the stage's default model config (`kinema train
    * --config <file.json>`), e.g. a VAE with a spatial factor of 8; the CLI rejects it for the clip stage.

@@ -196,6 +196,16 @@ export interface UnetStageSettings {
    * DDIM config (rescaled betas, trailing timesteps, so sampling starts at t = 999).
    */
   readonly zeroTerminalSnr?: boolean;
+  /**
+   * Weight β ≥ 0 of the motion term (v-prediction only; 0 or absent: none). The part of a clip's error that
+   * differs between its frames (the error minus its mean over the frames) is what motion is made of; this
+   * term adds β times its mean square measured on the x₀ estimate (x̂₀ − x₀ = −√(1−ᾱ_t)·(v̂ − v), so each
+   * clip's weight is β·(1−ᾱ_t): full at high noise, where layouts and trajectories are decided, and vanishing
+   * at low noise, where the frame-independent noise dominates the error). The weight does not depend on the
+   * data, so the loss's minimiser (the conditional mean) is unchanged; only the share of the gradient spent
+   * on frame-to-frame change grows. Stills have no such part.
+   */
+  readonly motionWeight?: number;
 }
 
 export interface Resolved {
@@ -218,6 +228,8 @@ export interface Resolved {
   frameNoiseShared?: number;
   /** Present (true) only for zero-terminal-SNR runs (same reason). */
   zeroTerminalSnr?: true;
+  /** Present only when not 0 (same reason). */
+  motionWeight?: number;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -241,7 +253,14 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
         frameNoiseShared: checkFrameNoiseShared(o.frameNoiseShared, 'unet stage: frameNoiseShared'),
       }),
     ...(o.zeroTerminalSnr === true && { zeroTerminalSnr: true as const }),
+    ...(o.motionWeight !== undefined && o.motionWeight !== 0 && { motionWeight: o.motionWeight }),
   };
+  if (r.motionWeight !== undefined) {
+    if (!(r.motionWeight > 0 && Number.isFinite(r.motionWeight)))
+      throw new RangeError(`unet stage: motionWeight must be a non-negative number, got ${r.motionWeight}`);
+    if (r.predictionType !== 'v_prediction')
+      throw new Error('unet stage: motionWeight needs v_prediction (its weight is set on the x₀ error)');
+  }
   if (r.zeroTerminalSnr && r.predictionType === 'epsilon')
     throw new Error('unet stage: zeroTerminalSnr needs v_prediction (ε is undefined at zero SNR)');
   if (r.textLrScale !== undefined) {
@@ -329,6 +348,8 @@ export class UnetTrainingData {
   readonly textHidden: number;
   /** The text probe's settings, when the run has one. */
   readonly probe: { weight: number; captions: number } | undefined;
+  /** The motion term's weight β, when the run has one (the clips get a `motion_weight` feed). */
+  readonly motionWeight: number | undefined;
 
   private constructor(
     private readonly tokenizer: CLIPTokenizer,
@@ -346,6 +367,7 @@ export class UnetTrainingData {
     this.tokens = tokenizer.modelMaxLength;
     this.textHidden = textEncoder.config.hiddenSize;
     this.probe = r.textProbe;
+    this.motionWeight = r.motionWeight;
     this.schedule = DDPMScheduler.fromConfig(trainSchedulerConfig(r.zeroTerminalSnr === true));
   }
 
@@ -437,7 +459,15 @@ export class UnetTrainingData {
     noise: Float32Array,
   ): Record<string, HostTensor> {
     const noisy = this.schedule.addNoise(x0, noise, p.timesteps);
+    const beta = this.motionWeight;
     return {
+      ...(beta !== undefined &&
+        p.frames > 1 && {
+          [`${prefix}motion_weight`]: hostTensor(
+            Float32Array.from(p.timesteps, (t) => beta * (1 - this.schedule.alphasCumprod[t]!)),
+            [p.count],
+          ),
+        }),
       [`${prefix}noisy`]: hostTensor(noisy, shape),
       [`${prefix}timestep`]: hostTensor(Float32Array.from(p.timesteps), [p.count]),
       ...(p.context instanceof BigInt64Array
@@ -656,6 +686,20 @@ export function textProbeLoss(probe: TextProbe, states: Tensor, targets: Tensor)
 }
 
 /**
+ * A part's loss: the mean square of `out − target` over [N, C, F, h, w], plus, with `motionWeight` [N], the
+ * motion term: the mean over the batch of motionWeight[n] × the mean square of clip n's error minus its mean
+ * over the frames (the part of the error that changes from frame to frame).
+ */
+export function clipLoss(out: Tensor, target: Tensor, motionWeight: Tensor | null): Tensor {
+  const d = op.sub(out, target);
+  const mse = op.mean(op.mul(d, d), [0, 1, 2, 3, 4]);
+  if (motionWeight === null) return mse;
+  const r = op.sub(d, op.mean(d, [2], true));
+  const perClip = op.mean(op.mul(r, r), [1, 2, 3, 4]);
+  return op.add(mse, op.mean(op.mul(perClip, motionWeight), [0]));
+}
+
+/**
  * The forward+backward program: MSE between the UNet's output and the target (noise or v), averaged per sample over the clips and
  * the stills (both through the same UNet weights).
  */
@@ -672,10 +716,12 @@ export function unetGradStep(
     throw new Error(
       'unet stage: the model has a text probe exactly when the training data has probe captions',
     );
-  const parts = [{ prefix: '', shape: data.latentShape }];
-  if (data.imageShape[0] > 0) parts.push({ prefix: 'image_', shape: data.imageShape });
+  const motion = data.motionWeight !== undefined && data.latentShape[2]! > 1;
+  const parts = [{ prefix: '', shape: data.latentShape, motion }];
+  if (data.imageShape[0] > 0) parts.push({ prefix: 'image_', shape: data.imageShape, motion: false });
   const total = parts.reduce((s, p) => s + p.shape[0], 0);
-  const specs = parts.flatMap(({ prefix, shape }) => [
+  const specs = parts.flatMap(({ prefix, shape, motion }) => [
+    ...(motion ? [{ name: `${prefix}motion_weight`, shape: [shape[0]] }] : []),
     { name: `${prefix}noisy`, shape },
     { name: `${prefix}timestep`, shape: [shape[0]] },
     text
@@ -691,15 +737,15 @@ export function unetGradStep(
     );
   return GradStep.create(
     (x) => {
-      const losses = parts.map(({ prefix, shape }) => {
+      const losses = parts.map(({ prefix, shape, motion }) => {
         const context = text
           ? text.textModel.forward(x[`${prefix}input_ids`]!).lastHiddenState
           : x[`${prefix}context`]!;
         const eps = unet.forward(x[`${prefix}noisy`]!, x[`${prefix}timestep`]!, context, {
           fps: x[`${prefix}fps`]!,
         });
-        const d = op.sub(eps, x[`${prefix}target`]!);
-        return op.mul(op.mean(op.mul(d, d), [0, 1, 2, 3, 4]), shape[0] / total);
+        const loss = clipLoss(eps, x[`${prefix}target`]!, motion ? x[`${prefix}motion_weight`]! : null);
+        return op.mul(loss, shape[0] / total);
       });
       const diffusion = losses.reduce((a, l) => op.add(a, l));
       if (!probe || !text) return diffusion;
@@ -814,6 +860,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       frames: s.frames ?? opts.frames,
       frameNoiseShared: s.frameNoiseShared ?? opts.frameNoiseShared,
       zeroTerminalSnr: s.zeroTerminalSnr ?? opts.zeroTerminalSnr,
+      motionWeight: s.motionWeight ?? opts.motionWeight,
     },
     opts.batch,
     opts.seed,

@@ -23,6 +23,7 @@ import { CLIPTextModel } from '../../../src/models/clip/text_model.js';
 import { CLIPTokenizer } from '../../../src/models/clip/tokenizer.js';
 import {
   UnetTrainingData,
+  clipLoss,
   createUnetStage,
   exportUnetCheckpoint,
   resolveUnetSettings,
@@ -36,6 +37,9 @@ import type { HostTensor } from '../../../src/engine/runtime.js';
 import type { ClipSource, UnetStageSettings } from '../../../src/training/stages/unet.js';
 import type { StageOptions } from '../../../src/training/stages/common.js';
 import { DDPMScheduler } from '../../../src/schedulers/ddpm.js';
+import { trace } from '../../../src/engine/tensor.js';
+import { compile, hostTensor } from '../../../src/engine/runtime.js';
+import { Generator } from '../../../src/engine/random.js';
 
 const FIX = resolve(process.cwd(), '../shared/fixtures/parity');
 
@@ -297,6 +301,88 @@ test('UNet stage: the v target and the noise target describe the same noisy late
     assert.throws(
       () => resolveUnetSettings({ predictionType: 'sample' as 'epsilon' }, 1, 0),
       /predictionType must be 'epsilon' or 'v_prediction'/,
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('UNet stage: the motion term adds β·(1−ᾱ_t) × the mean square of the frame-varying part of the error', async () => {
+  const shape = [2, 3, 4, 2, 5];
+  const n = shape.reduce((a, b) => a * b, 1);
+  const rng = new Generator(7);
+  const out = rng.normal(n);
+  const target = rng.normal(n);
+  const weights = Float32Array.from([0.5, 3]);
+  const specs = [
+    { name: 'out', shape },
+    { name: 'target', shape },
+    { name: 'w', shape: [2] },
+  ];
+  const withMotion = await compile(trace((o, t, w) => clipLoss(o, t, w!), specs));
+  const plain = await compile(trace((o, t) => clipLoss(o, t, null), specs.slice(0, 2)));
+  const feeds = { out: hostTensor(out, shape), target: hostTensor(target, shape) };
+  const got = (await withMotion.run({ ...feeds, w: hostTensor(weights, [2]) }))['out0']!.data as Float32Array;
+  const base = (await plain.run(feeds))['out0']!.data as Float32Array;
+  // float64 reference: per clip, channel and pixel, the error minus its mean over the 4 frames
+  const [b, c, f, h, w] = shape as [number, number, number, number, number];
+  let mse = 0;
+  let motion = 0;
+  for (let bi = 0; bi < b; bi++) {
+    let r2 = 0;
+    for (let ci = 0; ci < c; ci++)
+      for (let k = 0; k < h * w; k++) {
+        const at = (fi: number): number => ((bi * c + ci) * f + fi) * h * w + k;
+        let m = 0;
+        for (let fi = 0; fi < f; fi++) m += (out[at(fi)]! - target[at(fi)]!) / f;
+        for (let fi = 0; fi < f; fi++) {
+          const d = out[at(fi)]! - target[at(fi)]!;
+          mse += (d * d) / n;
+          r2 += (d - m) ** 2;
+        }
+      }
+    motion += (weights[bi]! * r2) / (n / b) / b;
+  }
+  assert.ok(Math.abs(base[0]! - mse) < 1e-5 * mse, `plain loss ${base[0]} vs ${mse}`);
+  assert.ok(motion > 0.1, 'the reference term is not negligible');
+  assert.ok(Math.abs(got[0]! - (mse + motion)) < 1e-5 * (mse + motion), `loss ${got[0]} vs ${mse + motion}`);
+  // an error that is the same in every frame has no motion part
+  const still = target.map((x, i) => x + 0.3 + out[i % (h * w)]!);
+  const same = (
+    await withMotion.run({ out: hostTensor(still, shape), target: feeds.target, w: hostTensor(weights, [2]) })
+  )['out0']!.data as Float32Array;
+  const sameBase = (await plain.run({ out: hostTensor(still, shape), target: feeds.target }))['out0']!
+    .data as Float32Array;
+  assert.ok(Math.abs(same[0]! - sameBase[0]!) < 1e-6, 'a frame-constant error adds no motion term');
+
+  // the stage feeds the clips (not the stills) their weights β·(1−ᾱ_t)
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const dir = componentsDir(root);
+    const common = { source: squares, frames: 3, width: 16, height: 16, images: 1 };
+    const data = await UnetTrainingData.load(
+      dir,
+      squares,
+      resolveUnetSettings({ ...common, motionWeight: 5 }, 2, 3),
+    );
+    const feedsOf = await data.batch(2);
+    const alphas = DDPMScheduler.fromConfig({ ...TRAIN_SCHEDULER_CONFIG }).alphasCumprod;
+    const ts = Array.from(feedsOf['timestep']!.data as Float32Array);
+    assert.deepEqual(
+      Array.from(feedsOf['motion_weight']!.data as Float32Array),
+      ts.map((t) => Math.fround(5 * (1 - alphas[t]!))),
+    );
+    assert.equal(feedsOf['image_motion_weight'], undefined, 'stills have no motion part');
+    const plainData = await UnetTrainingData.load(dir, squares, resolveUnetSettings(common, 2, 3));
+    assert.equal((await plainData.batch(2))['motion_weight'], undefined);
+    assert.equal(resolveUnetSettings({ motionWeight: 0 }, 1, 0).motionWeight, undefined);
+    assert.throws(
+      () => resolveUnetSettings({ motionWeight: -1 }, 1, 0),
+      /motionWeight must be a non-negative number, got -1/,
+    );
+    assert.throws(
+      () => resolveUnetSettings({ motionWeight: 2, predictionType: 'epsilon' }, 1, 0),
+      /motionWeight needs v_prediction/,
     );
   } finally {
     rmSync(root, { recursive: true, force: true });
