@@ -38,6 +38,8 @@ export interface TrainFlags {
   textLrScale?: number;
   frames?: number;
   temporalPositions?: boolean;
+  temporalTextAttention?: boolean;
+  temporalTextLrScale?: number;
   frameNoiseShared?: number;
   zeroTerminalSnr?: boolean;
   motionWeight?: number;
@@ -123,6 +125,11 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.temporalPositions === true && {
       temporalPositions: unetOnly(stage, '--temporal-positions'),
     }),
+    ...(flags.temporalTextAttention === true && {
+      temporalTextAttention: unetOnly(stage, '--temporal-text-attention'),
+    }),
+    ...(flags.temporalTextLrScale !== undefined &&
+      unetOnly(stage, '--temporal-text-lr-scale') && { temporalTextLrScale: flags.temporalTextLrScale }),
     ...(flags.frameNoiseShared !== undefined &&
       unetOnly(stage, '--frame-noise-shared') && { frameNoiseShared: flags.frameNoiseShared }),
     ...(flags.zeroTerminalSnr === true && { zeroTerminalSnr: unetOnly(stage, '--zero-terminal-snr') }),
@@ -230,6 +237,16 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--temporal-positions',
       "unet stage: sinusoidal frame positions in the UNet's temporal attention (config temporal_positions); " +
         'with --init from a run without them, the new run fine-tunes into them',
+    )
+    .option(
+      '--temporal-text-attention',
+      "unet stage: an attention from the UNet's temporal transformers to the text (config temporal_text_attention), " +
+        'zero-initialised; with --init from a run without it, the new run starts from that run and adds it',
+    )
+    .option(
+      '--temporal-text-lr-scale <x>',
+      "unet stage: the temporal text attention's learning rate is x times the UNet's (a new branch starts at zero)",
+      positiveOption('--temporal-text-lr-scale'),
     )
     .option(
       '--frame-noise-shared <x>',

@@ -11,6 +11,8 @@ export interface AttentionConfig {
   dimHead: number;
   bias?: boolean;
   outBias?: boolean;
+  /** Initialise the output projection to zero, so that a residual branch starts as a no-op. */
+  zeroOut?: boolean;
 }
 
 export class Attention extends Module {
@@ -29,7 +31,12 @@ export class Attention extends Module {
     this.toQ = this.child('to_q', new Linear(cfg.queryDim, inner, cfg.bias ?? false));
     this.toK = this.child('to_k', new Linear(kvDim, inner, cfg.bias ?? false));
     this.toV = this.child('to_v', new Linear(kvDim, inner, cfg.bias ?? false));
-    this.toOut = this.child('to_out', new ModuleList([new Linear(inner, cfg.queryDim, cfg.outBias ?? true)]));
+    this.toOut = this.child(
+      'to_out',
+      new ModuleList([
+        new Linear(inner, cfg.queryDim, cfg.outBias ?? true, cfg.zeroOut ? 'zeros' : 'default'),
+      ]),
+    );
   }
 
   /** x [B, L, queryDim], context [B, S, kvDim] (self-attention when absent), optional additive bias [B|1, H|1, L, S]. */

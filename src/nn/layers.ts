@@ -8,11 +8,14 @@ export class Linear extends Module {
     readonly inFeatures: number,
     readonly outFeatures: number,
     readonly bias = true,
+    /** 'zeros' starts the layer at zero output (an added branch that begins as a no-op). */
+    init: 'default' | 'zeros' = 'default',
   ) {
     super();
     const bound = 1 / Math.sqrt(inFeatures);
-    this.declare('weight', [outFeatures, inFeatures], { kind: 'uniform', bound });
-    if (bias) this.declare('bias', [outFeatures], { kind: 'uniform', bound });
+    const spec = init === 'zeros' ? ({ kind: 'zeros' } as const) : ({ kind: 'uniform', bound } as const);
+    this.declare('weight', [outFeatures, inFeatures], spec);
+    if (bias) this.declare('bias', [outFeatures], spec);
   }
   forward(x: Tensor): Tensor {
     const y = op.matmul(x, op.transpose(this.p('weight'), [1, 0]));

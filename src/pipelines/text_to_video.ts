@@ -40,6 +40,10 @@ export interface TextToVideoOptions {
   fps?: number;
   /** Frames decoded per VAE run. */
   decodeBatchSize?: number;
+  /**
+   * DDIM's η (Song et al. 2021, eq. 16): 0 (default) is the deterministic sampler, 1 adds DDPM's ancestral
+   * noise at every step, drawn from the seed's stream after the starting latents.
+   */
   eta?: number;
 }
 
@@ -137,7 +141,7 @@ export class TextToVideoPipeline {
    * The starting latents [1, C, frames, h, w]: `o.latents` when given, else seeded N(0, 1) noise × the
    * scheduler's init_noise_sigma, frame-correlated when the UNet was trained so (config `frame_noise_shared`).
    */
-  prepareLatents(o: TextToVideoOptions): HostTensor {
+  prepareLatents(o: TextToVideoOptions, gen: Generator = new Generator(o.seed ?? 0)): HostTensor {
     if (o.latents) {
       if (o.latents.shape.length !== 5 || o.latents.shape[0] !== 1)
         throw new Error(`latents must have shape [1, C, frames, h, w], got [${o.latents.shape}]`);
@@ -150,7 +154,6 @@ export class TextToVideoPipeline {
     if (height % f !== 0 || width % f !== 0)
       throw new Error(`height and width must be divisible by the VAE factor ${f}, got ${height}×${width}`);
     const shape = [1, unet.config.inChannels, o.numFrames ?? 16, height / f, width / f];
-    const gen = new Generator(o.seed ?? 0);
     const noise = gen.normal(shape.reduce((a, b) => a * b, 1));
     // A UNet trained on frame-correlated noise (config frame_noise_shared) starts from the same kind of noise.
     const rho = unet.config.frameNoiseShared;
@@ -166,7 +169,9 @@ export class TextToVideoPipeline {
     const promptEmbeds = await this.encodePrompt(o.prompt);
     const negativePromptEmbeds = await this.encodePrompt(o.negativePrompt ?? '');
     yield { kind: 'encoded', promptEmbeds, negativePromptEmbeds };
-    let latents = this.prepareLatents(o);
+    // One seeded stream, as diffusers' `generator`: the starting noise, then the noise of stochastic steps (η > 0).
+    const gen = new Generator(o.seed ?? 0);
+    let latents = this.prepareLatents(o, gen);
     const ctx = concatBatch(negativePromptEmbeds, promptEmbeds);
     const withFps = unet.config.fpsCond === true;
     const rescale = o.guidanceRescale ?? 0;
@@ -190,6 +195,7 @@ export class TextToVideoPipeline {
       if (rescale > 0) rescaleGuidance(eps, out['out1']!.data as Float32Array, rescale);
       const next = scheduler.step(eps, t, latents.data as Float32Array, {
         eta: o.eta ?? 0,
+        generator: gen,
       });
       latents = hostTensor(next.prevSample, latents.shape);
       yield { kind: 'step', index, total, timestep: t, latents };

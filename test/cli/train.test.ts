@@ -98,6 +98,17 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
   assert.equal(stageOptions(unet, { seed: 0, frames: 16 }).frames, 16);
   assert.equal(stageOptions(unet, { seed: 0, temporalPositions: true }).temporalPositions, true);
   assert.equal(stageOptions(unet, { seed: 0 }).temporalPositions, undefined);
+  assert.equal(stageOptions(unet, { seed: 0, temporalTextAttention: true }).temporalTextAttention, true);
+  assert.equal(stageOptions(unet, { seed: 0 }).temporalTextAttention, undefined);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, temporalTextAttention: true }),
+    /--temporal-text-attention applies to the unet stage only, not 'clip'/,
+  );
+  assert.equal(stageOptions(unet, { seed: 0, temporalTextLrScale: 10 }).temporalTextLrScale, 10);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, temporalTextLrScale: 10 }),
+    /--temporal-text-lr-scale applies to the unet stage only, not 'clip'/,
+  );
   assert.equal(stageOptions(unet, { seed: 0, frameNoiseShared: 0.5 }).frameNoiseShared, 0.5);
   assert.equal(stageOptions(unet, { seed: 0 }).frameNoiseShared, undefined);
   assert.equal(stageOptions(unet, { seed: 0, zeroTerminalSnr: true }).zeroTerminalSnr, true);

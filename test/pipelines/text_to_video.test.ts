@@ -85,3 +85,22 @@ for (const size of ['32x32', '64x64']) {
     io.close();
   });
 }
+
+test('η > 0 (stochastic DDIM): the step noise comes from the seed, after the starting latents', async () => {
+  const pipe = new TextToVideoPipeline(await components());
+  const last = async (eta: number, seed: number): Promise<Float32Array> => {
+    let out: Float32Array | null = null;
+    const opts = { prompt: 'a red circle', numFrames: 3, height: 32, width: 32, numInferenceSteps: 3 };
+    for await (const e of pipe.generate({ ...opts, eta, seed }))
+      if (e.kind === 'step') out = e.latents.data as Float32Array;
+    assert.ok(out);
+    return out;
+  };
+  const gap = (a: Float32Array, b: Float32Array): number =>
+    a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+  const a = await last(1, 5);
+  assert.equal(gap(a, await last(1, 5)), 0, 'the same seed gives the same video');
+  assert.ok(gap(a, await last(0, 5)) > 1e-3, 'η = 1 adds noise that η = 0 does not');
+  assert.ok(gap(a, await last(1, 6)) > 1e-3, 'another seed, other noise');
+  assert.ok(a.every(Number.isFinite));
+});

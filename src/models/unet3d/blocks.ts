@@ -28,6 +28,17 @@ export interface BlockSettings {
   outputScaleFactor?: number;
   /** Sinusoidal frame positions in the temporal transformers (config `temporal_positions`). */
   temporalPositions?: boolean;
+  /** Attention to the text in the temporal transformers (config `temporal_text_attention`). */
+  temporalTextAttention?: boolean;
+}
+
+/** The temporal transformer options a block's settings imply. */
+function temporalOptions(t: TransformerOptions, s: BlockSettings): TransformerOptions {
+  return {
+    ...t,
+    positions: s.temporalPositions === true,
+    textAttentionDim: s.temporalTextAttention === true ? s.crossAttentionDim : null,
+  };
 }
 
 /**
@@ -78,7 +89,7 @@ export class BlockLayer {
     const frames = cond.context.frames;
     let h = this.tempConv.forward(this.resnet.forward(x, cond.tembAct, frames), frames);
     if (this.attn) h = this.attn.forward(h, cond.context);
-    if (this.tempAttn) h = this.tempAttn.forward(h, frames);
+    if (this.tempAttn) h = this.tempAttn.forward(h, frames, cond.context.states);
     return h;
   }
 }
@@ -114,9 +125,7 @@ abstract class LayeredBlock extends Module {
       attns = channels.map(
         ([, c]) => new Transformer2DModel({ ...t(c), crossAttentionDim: s.crossAttentionDim }),
       );
-      tempAttns = channels.map(
-        ([, c]) => new TransformerTemporalModel({ ...t(c), positions: s.temporalPositions === true }),
-      );
+      tempAttns = channels.map(([, c]) => new TransformerTemporalModel(temporalOptions(t(c), s)));
       this.child('attentions', new ModuleList(attns));
       this.child('temp_attentions', new ModuleList(tempAttns));
     }
@@ -233,7 +242,7 @@ export class UNetMidBlock3DCrossAttn extends Module {
       groups: s.groups,
     };
     this.attn = new Transformer2DModel({ ...t, crossAttentionDim: s.crossAttentionDim });
-    this.tempAttn = new TransformerTemporalModel({ ...t, positions: s.temporalPositions === true });
+    this.tempAttn = new TransformerTemporalModel(temporalOptions(t, s));
     this.child('resnets', new ModuleList(resnets));
     this.child('temp_convs', new ModuleList(tempConvs));
     this.child('attentions', new ModuleList([this.attn]));
@@ -244,7 +253,7 @@ export class UNetMidBlock3DCrossAttn extends Module {
   forward(x: Tensor, cond: BlockConditioning): Tensor {
     const h = this.first.forward(x, cond);
     return this.last.forward(
-      this.tempAttn.forward(this.attn.forward(h, cond.context), cond.context.frames),
+      this.tempAttn.forward(this.attn.forward(h, cond.context), cond.context.frames, cond.context.states),
       cond,
     );
   }

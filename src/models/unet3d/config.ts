@@ -8,6 +8,12 @@
 // the normed inputs of every temporal transformer's attentions (diffusers' `positional_embeddings="sinusoidal"`,
 // as AnimateDiff's motion modules use), so that temporal attention knows frame order. No parameters, so the
 // state-dict keys are unchanged; default off (ModelScope's temporal attention has no positions).
+// Kinema extension: `temporal_text_attention: true` gives every temporal transformer a third attention, from
+// each (pixel, frame) token to the text states (`attn_text`, pre-norm `norm_text`, in each
+// `temp_attentions.*.transformer_blocks.0` and `transformer_in.transformer_blocks.0`), its output projection
+// initialised to zero. It adds parameters: a checkpoint without them is completed by a fine-tuning run
+// (`kinema train unet --temporal-text-attention --init …`), which starts exactly from the checkpoint's function.
+// Default off (diffusers' temporal transformers attend only over frames).
 // Kinema extension: `frame_noise_shared: ρ` (a number in [0, 1)) records that the model was trained on
 // frame-correlated noise (PYoCo's mixed noise prior, `schedulers/frame_noise.ts`): the pipeline then makes its
 // initial latents the same way. No parameters; default 0 (independent noise per frame, as diffusers).
@@ -58,6 +64,8 @@ export interface UNet3DConfig {
   readonly fpsCond: boolean;
   /** Kinema extension: sinusoidal frame positions in the temporal transformers. */
   readonly temporalPositions: boolean;
+  /** Kinema extension: attention to the text in the temporal transformers (`attn_text`). */
+  readonly temporalTextAttention: boolean;
   /** Kinema extension: fraction ρ of the noise variance shared by all frames (0: independent frames). */
   readonly frameNoiseShared: number;
 }
@@ -80,6 +88,7 @@ const DEFAULTS: UNet3DConfig = {
   timeCondProjDim: null,
   fpsCond: false,
   temporalPositions: false,
+  temporalTextAttention: false,
   frameNoiseShared: 0,
 };
 
@@ -188,6 +197,10 @@ function checkCompatibility(raw: Raw): void {
   if (positions !== undefined && positions !== null && positions !== 'sinusoidal') {
     fail('temporal_positions', '"sinusoidal" or null', positions);
   }
+  const textAttention = raw['temporal_text_attention'];
+  if (textAttention !== undefined && textAttention !== null && typeof textAttention !== 'boolean') {
+    fail('temporal_text_attention', 'true, false or null', textAttention);
+  }
   const shared = raw['frame_noise_shared'];
   if (shared !== undefined && shared !== null && !(typeof shared === 'number' && shared >= 0 && shared < 1)) {
     fail('frame_noise_shared', 'a number in [0, 1)', shared);
@@ -240,6 +253,7 @@ export function parseUNet3DConfig(raw: Record<string, unknown>): UNet3DConfig {
     timeCondProjDim: optionalPosInt(raw, 'time_cond_proj_dim'),
     fpsCond: raw['fps_cond'] === true,
     temporalPositions: raw['temporal_positions'] === 'sinusoidal',
+    temporalTextAttention: raw['temporal_text_attention'] === true,
     frameNoiseShared: typeof raw['frame_noise_shared'] === 'number' ? raw['frame_noise_shared'] : 0,
   };
   checkStructure(config);

@@ -83,6 +83,13 @@ export interface BlockOptions {
    * (diffusers' BasicTransformerBlock with `positional_embeddings="sinusoidal"`). No parameters.
    */
   positions?: boolean;
+  /**
+   * Kinema's `temporal_text_attention`: a third attention (`attn_text`, after attn2, pre-norm `norm_text`) from
+   * each (pixel, frame) token to the text context of this width, its output projection zero-initialised.
+   * With `positions` its queries carry the frame index, so what a frame reads from the caption can depend on
+   * where the frame is in the clip. Absent or null: no such attention (diffusers' block).
+   */
+  textAttentionDim?: number | null;
 }
 
 /**
@@ -122,6 +129,8 @@ export class BasicTransformerBlock extends Module {
   readonly attn1: Attention;
   readonly norm2: LayerNorm;
   readonly attn2: Attention;
+  readonly normText: LayerNorm | null = null;
+  readonly attnText: Attention | null = null;
   readonly norm3: LayerNorm;
   readonly ff: FeedForward;
   constructor(readonly opts: BlockOptions) {
@@ -135,11 +144,22 @@ export class BasicTransformerBlock extends Module {
       'attn2',
       new Attention({ queryDim: dim, heads, dimHead, ...(cross ? { crossAttentionDim: cross } : {}) }),
     );
+    const text = opts.textAttentionDim ?? null;
+    if (text !== null) {
+      this.normText = this.child('norm_text', new LayerNorm(dim));
+      this.attnText = this.child(
+        'attn_text',
+        new Attention({ queryDim: dim, heads, dimHead, crossAttentionDim: text, zeroOut: true }),
+      );
+    }
     this.norm3 = this.child('norm3', new LayerNorm(dim));
     this.ff = this.child('ff', new FeedForward(dim));
   }
-  /** x [N, L, dim]; `context` is required when attn2 is a cross-attention. */
-  forward(x: Tensor, context?: FrameContext): Tensor {
+  /**
+   * x [N, L, dim]; `context` is required when attn2 is a cross-attention, `text` (the text states [B, S, D] and
+   * the number of x's rows per video) when the block has `attn_text`.
+   */
+  forward(x: Tensor, context?: FrameContext, text?: FrameContext): Tensor {
     const pos = this.opts.positions === true ? addPositions : (t: Tensor): Tensor => t;
     let h = op.add(this.attn1.forward(pos(this.norm1.forward(x))), x);
     const n2 = pos(this.norm2.forward(h));
@@ -148,6 +168,11 @@ export class BasicTransformerBlock extends Module {
       h = op.add(crossAttentionOverFrames(this.attn2, n2, context.states, context.frames), h);
     } else {
       h = op.add(this.attn2.forward(n2), h);
+    }
+    if (this.attnText && this.normText) {
+      if (!text) throw new Error('BasicTransformerBlock: attn_text needs the text states');
+      const q = pos(this.normText.forward(h));
+      h = op.add(crossAttentionOverFrames(this.attnText, q, text.states, text.frames), h);
     }
     return op.add(this.ff.forward(this.norm3.forward(h)), h);
   }
@@ -160,6 +185,8 @@ export interface TransformerOptions {
   groups: number;
   /** Temporal transformers only: sinusoidal frame positions in the block (Kinema's `temporal_positions`). */
   positions?: boolean;
+  /** Temporal transformers only: attention to the text of this width (Kinema's `temporal_text_attention`). */
+  textAttentionDim?: number | null;
 }
 
 /** Per-frame spatial transformer with linear projections (use_linear_projection=True), one block. */
@@ -213,18 +240,20 @@ export class TransformerTemporalModel extends Module {
       dimHead: opts.dimHead,
       crossAttentionDim: null,
       positions: opts.positions === true,
+      textAttentionDim: opts.textAttentionDim ?? null,
     });
     this.blocks = this.child('transformer_blocks', new ModuleList([block]));
     this.projOut = this.child('proj_out', new Linear(inner, opts.inChannels));
   }
-  /** x [B·F, C, H, W] → same shape. */
-  forward(x: Tensor, frames: number): Tensor {
+  /** x [B·F, C, H, W] → same shape; `text` [B, S, D] is required when the block attends to the text. */
+  forward(x: Tensor, frames: number, text?: Tensor): Tensor {
     const [n, c, h, w] = x.shape as [number, number, number, number];
     const b = n / frames;
     const video = op.transpose(op.reshape(x, [b, frames, c, h * w]), [0, 2, 1, 3]); // [B, C, F, HW]
     const normed = op.transpose(this.norm.forward(video), [0, 3, 2, 1]); // [B, HW, F, C]
     let y = this.projIn.forward(op.reshape(normed, [b * h * w, frames, c]));
-    for (const block of this.blocks.items) y = block.forward(y);
+    const perVideo = text ? { states: text, frames: h * w } : undefined;
+    for (const block of this.blocks.items) y = block.forward(y, undefined, perVideo);
     y = this.projOut.forward(y);
     const back = op.transpose(op.reshape(y, [b, h * w, frames, c]), [0, 2, 3, 1]); // [B, F, C, HW]
     return op.add(op.reshape(back, x.shape), x);

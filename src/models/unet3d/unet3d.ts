@@ -74,6 +74,7 @@ export class UNet3DConditionModel extends Module {
       dimHead: c.attentionHeadDim,
       groups: c.normNumGroups,
       positions: c.temporalPositions,
+      textAttentionDim: c.temporalTextAttention ? c.crossAttentionDim : null,
     };
     this.transformerIn = this.child('transformer_in', new TransformerTemporalModel(transformerIn));
     const s: BlockSettings = {
@@ -84,6 +85,7 @@ export class UNet3DConditionModel extends Module {
       crossAttentionDim: c.crossAttentionDim,
       headDim: c.attentionHeadDim,
       temporalPositions: c.temporalPositions,
+      temporalTextAttention: c.temporalTextAttention,
     };
     this.downBlocks = c.downBlockTypes.map((type, i) => {
       const cin = ch[Math.max(i - 1, 0)]!;
@@ -177,7 +179,7 @@ export class UNet3DConditionModel extends Module {
       width,
     ]);
     h = rec('conv_in', this.convIn.forward(h));
-    h = rec('transformer_in', this.transformerIn.forward(h, frames));
+    h = rec('transformer_in', this.transformerIn.forward(h, frames, encoderHiddenStates));
     const skips: Tensor[] = [h];
     this.downBlocks.forEach((block, i) => {
       const out = block.forward(h, cond);

@@ -61,6 +61,13 @@ export interface StageOptions {
    */
   readonly temporalPositions?: boolean;
   /**
+   * unet stage: give the UNet's temporal transformers an attention to the text (config
+   * `temporal_text_attention`); the CLI rejects it for other stages.
+   */
+  readonly temporalTextAttention?: boolean;
+  /** unet stage: learning-rate multiple of the temporal text attention; the CLI rejects it for other stages. */
+  readonly temporalTextLrScale?: number;
+  /**
    * unet stage: fraction of the clips' noise variance shared by their frames (UNet config
    * `frame_noise_shared`); the CLI rejects it for other stages.
    */
@@ -273,15 +280,17 @@ export function checkResumable(out: string, setup: Record<string, unknown>): voi
 }
 
 /**
- * Model-config keys that add no parameters (Kinema's `temporal_positions`, `frame_noise_shared`): a fine-tuning run may switch them
- * relative to its --init checkpoint, since the weights fit either way.
+ * Model-config keys that a fine-tuning run may switch on relative to its --init checkpoint: those that add no
+ * parameters (Kinema's `temporal_positions`, `frame_noise_shared`), since the weights fit either way, and
+ * `temporal_text_attention`, whose added parameters the stage initialises (`startWeights`) so that the new
+ * branch starts as a no-op.
  */
-const PARAMETER_FREE_CONFIG_KEYS = ['temporal_positions', 'frame_noise_shared'];
+const SWITCHABLE_CONFIG_KEYS = ['temporal_positions', 'frame_noise_shared', 'temporal_text_attention'];
 
 function withoutFreeKeys(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
   const rest: Record<string, unknown> = { ...(value as Record<string, unknown>) };
-  for (const k of PARAMETER_FREE_CONFIG_KEYS) delete rest[k];
+  for (const k of SWITCHABLE_CONFIG_KEYS) delete rest[k];
   return rest;
 }
 

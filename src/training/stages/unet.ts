@@ -184,6 +184,12 @@ export interface UnetStageSettings {
    */
   readonly textLrScale?: number;
   /**
+   * The learning rate of the temporal transformers' text attention (`attn_text`, `norm_text`; needs
+   * `temporal_text_attention`) as a multiple of the UNet's (default 1): the branch starts at zero output, and
+   * its queries and keys get gradients only as its output projection grows, so a new branch learns slowly.
+   */
+  readonly temporalTextLrScale?: number;
+  /**
    * Fraction ρ in [0, 1) of the clips' noise variance shared by all frames of a clip (PYoCo's mixed noise
    * prior, `schedulers/frame_noise.ts`); written into the UNet config as `frame_noise_shared` so that the
    * pipeline samples from the same kind of noise. 0 or absent: independent noise per frame.
@@ -224,6 +230,8 @@ export interface Resolved {
   textProbe?: { weight: number; captions: number };
   /** Present only when not 1 (same reason). */
   textLrScale?: number;
+  /** Present only when not 1 (same reason). */
+  temporalTextLrScale?: number;
   /** Present only when not 0 (same reason). */
   frameNoiseShared?: number;
   /** Present (true) only for zero-terminal-SNR runs (same reason). */
@@ -248,6 +256,8 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     ...(o.textProbe !== undefined &&
       o.textProbe !== 0 && { textProbe: { weight: o.textProbe, captions: o.probeCaptions ?? 32 } }),
     ...(o.textLrScale !== undefined && o.textLrScale !== 1 && { textLrScale: o.textLrScale }),
+    ...(o.temporalTextLrScale !== undefined &&
+      o.temporalTextLrScale !== 1 && { temporalTextLrScale: o.temporalTextLrScale }),
     ...(o.frameNoiseShared !== undefined &&
       o.frameNoiseShared !== 0 && {
         frameNoiseShared: checkFrameNoiseShared(o.frameNoiseShared, 'unet stage: frameNoiseShared'),
@@ -271,6 +281,13 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
         'unet stage: textLrScale needs the text encoder trained with the UNet (trainTextEncoder)',
       );
   }
+  if (
+    r.temporalTextLrScale !== undefined &&
+    !(r.temporalTextLrScale > 0 && Number.isFinite(r.temporalTextLrScale))
+  )
+    throw new RangeError(
+      `unet stage: temporalTextLrScale must be a positive number, got ${r.temporalTextLrScale}`,
+    );
   if (r.textProbe) {
     if (!(r.textProbe.weight > 0 && Number.isFinite(r.textProbe.weight)))
       throw new RangeError(`unet stage: textProbe must be a positive weight, got ${r.textProbe.weight}`);
@@ -812,8 +829,14 @@ function checkSameComponents(pipelineDir: string, trainedWith: unknown, trainsTe
 }
 
 /** The learning-rate multiplier of each parameter: `scale` for the text encoder's and the probe's, else 1. */
-function textLrScale(scale: number): (name: string) => number {
-  return (name) => (name.startsWith(TEXT_ENCODER_PREFIX) || name.startsWith(TEXT_PROBE_PREFIX) ? scale : 1);
+/** Per-parameter learning-rate multipliers: the text encoder and probe, the temporal text attention. */
+function lrScales(text: number, temporalText: number): (name: string) => number {
+  return (name) =>
+    name.startsWith(TEXT_ENCODER_PREFIX) || name.startsWith(TEXT_PROBE_PREFIX)
+      ? text
+      : /\.(attn|norm)_text\./.test(name)
+        ? temporalText
+        : 1;
 }
 
 /** Wraps the batch builder to print the measured seconds per step once a few steps have run. */
@@ -857,6 +880,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       trainTextEncoder: s.trainTextEncoder ?? opts.trainTextEncoder,
       textProbe: s.textProbe ?? opts.textProbe,
       textLrScale: s.textLrScale ?? opts.textLrScale,
+      temporalTextLrScale: s.temporalTextLrScale ?? opts.temporalTextLrScale,
       frames: s.frames ?? opts.frames,
       frameNoiseShared: s.frameNoiseShared ?? opts.frameNoiseShared,
       zeroTerminalSnr: s.zeroTerminalSnr ?? opts.zeroTerminalSnr,
@@ -870,6 +894,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
   const config = unetConfigFor(s.unetConfig ?? DEFAULT_UNET_CONFIG, data.latentShape, opts.configOverrides);
   if (opts.temporalPositions === true) config['temporal_positions'] = 'sinusoidal';
+  if (opts.temporalTextAttention === true) config['temporal_text_attention'] = true;
   if (r.frameNoiseShared !== undefined) config['frame_noise_shared'] = r.frameNoiseShared;
   const unet = buildUnet(config, data.textHidden);
   const joint = r.trainTextEncoder
@@ -889,21 +914,34 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       `(${r.frames} frames of ${r.width}×${r.height}) + ${r.images} stills, components from ${dir}; ` +
       `program compiled in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
-  // A fine-tuned text encoder starts from the components' one (unless --init brings trained text weights).
-  const startWeights = joint
-    ? (init: StateDict | undefined): StateDict => {
-        const weights: StateDict = new Map(init ?? unet.initParameters(opts.seed));
-        for (const [k, v] of data.textEncoder.stateDict) {
-          const key = TEXT_ENCODER_PREFIX + k;
-          if (!weights.has(key)) weights.set(key, v.slice());
+  // A fine-tuned text encoder starts from the components' one (unless --init brings trained text weights); an
+  // --init checkpoint without the temporal text attention gets it from the seeded initialisation (its output
+  // projections are zero, so the run starts from the checkpoint's function).
+  const textAttention = config['temporal_text_attention'] === true;
+  if (r.temporalTextLrScale !== undefined && !textAttention)
+    throw new Error(
+      'unet stage: temporalTextLrScale needs the temporal text attention (temporalTextAttention or config ' +
+        'temporal_text_attention)',
+    );
+  const startWeights =
+    joint || textAttention
+      ? (init: StateDict | undefined): StateDict => {
+          const weights: StateDict = new Map(init ?? unet.initParameters(opts.seed));
+          if (init && textAttention) {
+            for (const [k, v] of unet.initParameters(opts.seed))
+              if (/\.(attn|norm)_text\./.test(k) && !weights.has(k)) weights.set(k, v);
+          }
+          for (const [k, v] of joint ? data.textEncoder.stateDict : []) {
+            const key = TEXT_ENCODER_PREFIX + k;
+            if (!weights.has(key)) weights.set(key, v.slice());
+          }
+          for (const [k, v] of joint?.probe?.initParameters(opts.seed) ?? []) {
+            const key = TEXT_PROBE_PREFIX + k;
+            if (!weights.has(key)) weights.set(key, v);
+          }
+          return weights;
         }
-        for (const [k, v] of joint.probe?.initParameters(opts.seed) ?? []) {
-          const key = TEXT_PROBE_PREFIX + k;
-          if (!weights.has(key)) weights.set(key, v);
-        }
-        return weights;
-      }
-    : undefined;
+      : undefined;
   const outcome = await runTraining({
     opts,
     label: 'unet',
@@ -914,7 +952,9 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       prefetching((i) => data.batch(i)),
     ),
     ...(startWeights && { startWeights }),
-    ...(r.textLrScale !== undefined && { lrScale: textLrScale(r.textLrScale) }),
+    ...((r.textLrScale !== undefined || r.temporalTextLrScale !== undefined) && {
+      lrScale: lrScales(r.textLrScale ?? 1, r.temporalTextLrScale ?? 1),
+    }),
     warmupSteps: s.warmupSteps ?? 200,
     weightDecay: 0.01,
     clipNorm: 1,

@@ -553,6 +553,53 @@ test("UNet stage: --init starts a new run from another run's EMA weights (same c
     ) as Record<string, unknown>;
     assert.equal(exported['temporal_positions'], 'sinusoidal');
     assert.equal(exported['frame_noise_shared'], undefined);
+    // Temporal text attention adds parameters: the run starts from the --init weights plus the new ones, whose
+    // output projections are zero (so the start is the --init run's function), and exports them.
+    const withText = { ...tuned, out: join(root, 'h'), temporalTextAttention: true };
+    await createUnetStage(settings).run(withText);
+    const textStart = loadLatestCheckpoint(join(withText.out, 'checkpoints'))!;
+    const addedKeys = [...textStart.params.keys()].filter((k) => !ema.has(k));
+    assert.ok(addedKeys.length > 0 && addedKeys.every((k) => /\.(attn|norm)_text\./.test(k)), `${addedKeys}`);
+    for (const [k, v] of ema) assert.ok(maxDiff(textStart.params.get(k)!, v) < 1e-6, k);
+    for (const k of addedKeys.filter((k) => k.includes('attn_text.to_out')))
+      assert.ok(
+        maxDiff(textStart.params.get(k)!, new Float32Array(textStart.params.get(k)!.length)) < 1e-6,
+        k,
+      );
+    exportUnetCheckpoint(withText.out, settings.componentsDir!);
+    const textConfig = JSON.parse(
+      readFileSync(join(settings.componentsDir!, 'unet', 'config.json'), 'utf8'),
+    ) as Record<string, unknown>;
+    assert.equal(textConfig['temporal_text_attention'], true);
+    const reloaded = await UNet3DConditionModel.fromPretrained(join(settings.componentsDir!, 'unet'));
+    assert.equal(reloaded.stateDict.size, textStart.params.size);
+    // Its learning rate can be scaled: Adam's first step moves each parameter by the learning rate, so the
+    // branch's output projection moves 10× as far with temporalTextLrScale 10, and the rest as far as without.
+    const firstStep = async (out: string, scale?: number): Promise<Map<string, number>> => {
+      const run = { ...tuned, out: join(root, out), lr: 1e-3, temporalTextAttention: true };
+      const lrScale = scale !== undefined && { temporalTextLrScale: scale };
+      await createUnetStage({ ...settings, warmupSteps: 0, ...lrScale }).run(run); // full lr at step 0
+      const end = loadLatestCheckpoint(join(run.out, 'checkpoints'))!;
+      const moved = new Map<string, number>();
+      for (const [k, v] of end.params) moved.set(k, maxDiff(v, textStart.params.get(k)!));
+      return moved;
+    };
+    const plainStep = await firstStep('i');
+    const scaledStep = await firstStep('j', 10);
+    const outKey = addedKeys.find((k) => k.endsWith('attn_text.to_out.0.weight'))!;
+    const ratio = scaledStep.get(outKey)! / plainStep.get(outKey)!;
+    assert.ok(Math.abs(ratio - 10) < 0.1, `attn_text moves 10× as far: ${ratio}`);
+    const rest = 'conv_out.weight';
+    assert.ok(Math.abs(scaledStep.get(rest)! / plainStep.get(rest)! - 1) < 1e-3, 'the rest moves as before');
+    await assert.rejects(
+      createUnetStage({ ...settings, temporalTextLrScale: 10 }).run({ ...tuned, out: join(root, 'k') }),
+      /temporalTextLrScale needs the temporal text attention/,
+    );
+    assert.equal(resolveUnetSettings({ temporalTextLrScale: 1 }, 1, 0).temporalTextLrScale, undefined);
+    assert.throws(
+      () => resolveUnetSettings({ temporalTextLrScale: -2 }, 1, 0),
+      /temporalTextLrScale must be a positive number, got -2/,
+    );
     // So may frame-correlated noise: the run trains on it and its export tells the pipeline to sample so.
     const mixed = { ...tuned, out: join(root, 'f'), frameNoiseShared: 0.5 };
     const mixedRun = await createUnetStage(settings).run(mixed);
