@@ -829,12 +829,15 @@ function checkSameComponents(pipelineDir: string, trainedWith: unknown, trainsTe
 }
 
 /** The learning-rate multiplier of each parameter: `scale` for the text encoder's and the probe's, else 1. */
+/** Parameter names of the temporal transformers' text attention (UNet3D config `temporal_text_attention`). */
+const TEMPORAL_TEXT_PARAMETER = /\.(attn|norm)_text\./;
+
 /** Per-parameter learning-rate multipliers: the text encoder and probe, the temporal text attention. */
 function lrScales(text: number, temporalText: number): (name: string) => number {
   return (name) =>
     name.startsWith(TEXT_ENCODER_PREFIX) || name.startsWith(TEXT_PROBE_PREFIX)
       ? text
-      : /\.(attn|norm)_text\./.test(name)
+      : TEMPORAL_TEXT_PARAMETER.test(name)
         ? temporalText
         : 1;
 }
@@ -929,7 +932,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
           const weights: StateDict = new Map(init ?? unet.initParameters(opts.seed));
           if (init && textAttention) {
             for (const [k, v] of unet.initParameters(opts.seed))
-              if (/\.(attn|norm)_text\./.test(k) && !weights.has(k)) weights.set(k, v);
+              if (TEMPORAL_TEXT_PARAMETER.test(k) && !weights.has(k)) weights.set(k, v);
           }
           for (const [k, v] of joint ? data.textEncoder.stateDict : []) {
             const key = TEXT_ENCODER_PREFIX + k;
