@@ -36,7 +36,8 @@ const pipe = await TextToVideoPipeline.fromPretrained(o.model);
 const { unet, vae } = pipe.components;
 const schedulerConfig = pipe.components.scheduler.config as unknown as Record<string, unknown>;
 const vPrediction = schedulerConfig['predictionType'] === 'v_prediction';
-const alphas = DDPMScheduler.fromConfig({ ...TRAIN_SCHEDULER_CONFIG }).alphasCumprod;
+const schedule = DDPMScheduler.fromConfig({ ...TRAIN_SCHEDULER_CONFIG });
+const alphas = schedule.alphasCumprod;
 const f = vae.scaleFactor;
 const shape = [1, unet.config.inChannels, FRAMES, SIZE / f, SIZE / f];
 const program = compileWithWeights(
@@ -49,20 +50,6 @@ const program = compileWithWeights(
   ],
   unet.stateDict,
 );
-
-/** The clip's VAE posterior means × scaling factor, as [1, C, F, h, w]. */
-async function latentsOf(frames: Uint8Array[]): Promise<Float32Array> {
-  const post = await vae.encode(hostTensor(toFloatCHW(frames, SIZE, SIZE), [FRAMES, 3, SIZE, SIZE]));
-  const m = post.mean.data as Float32Array;
-  const c = shape[1]!;
-  const hw = shape[3]! * shape[4]!;
-  const lat = new Float32Array(m.length);
-  for (let fr = 0; fr < FRAMES; fr++)
-    for (let ch = 0; ch < c; ch++)
-      for (let k = 0; k < hw; k++)
-        lat[(ch * FRAMES + fr) * hw + k] = m[(fr * c + ch) * hw + k]! * vae.config.scalingFactor;
-  return lat;
-}
 
 /** Velocity (px/frame, reference frame) along `d` of the object in the decoded one-step estimate; NaN if lost. */
 async function velocityAlong(x0: Float32Array, caption: string, d: MotionName): Promise<number> {
@@ -86,11 +73,12 @@ for (let index = 600_000; found < o.clips; index++) {
   if (s.scene.objects.length !== 1 || s.scene.cameraPan !== null) continue;
   if (!DIRECTIONS.includes(obj.motion) || obj.size !== 'large') continue;
   found++;
-  const lat = await latentsOf(s.frames);
+  const video = hostTensor(toFloatCHW(s.frames, SIZE, SIZE), [FRAMES, 3, SIZE, SIZE]);
+  const lat = (await pipe.encodeVideo(video)).data as Float32Array;
   for (const t of TIMESTEPS) {
     const eps = noise.normal(lat.length);
     const a = alphas[t]!;
-    const xt = lat.map((v, i) => Math.sqrt(a) * v + Math.sqrt(1 - a) * eps[i]!);
+    const xt = schedule.addNoise(lat, eps, [t]);
     const row: string[] = [];
     for (const d of DIRECTIONS) {
       const scene: SceneSpec = { ...s.scene, objects: [{ ...obj, motion: d }] };

@@ -205,6 +205,28 @@ export class TextToVideoPipeline {
     yield { kind: 'done', ...postprocess(video) };
   }
 
+  /**
+   * frames [F, 3, H, W] in [-1, 1] → latents [1, C, F, h, w]: the VAE's posterior means × its scaling factor,
+   * the layout the UNet denoises (the inverse of `decodeLatents`).
+   */
+  async encodeVideo(frames: HostTensor): Promise<HostTensor> {
+    const { vae } = this.components;
+    if (frames.shape.length !== 4 || frames.shape[1] !== 3)
+      throw new Error(`encodeVideo: frames must have shape [F, 3, H, W], got [${frames.shape}]`);
+    const { mean } = await vae.encode(frames);
+    const [f, c, h, w] = mean.shape as [number, number, number, number];
+    const src = mean.data as Float32Array;
+    const out = new Float32Array(src.length);
+    const scale = vae.config.scalingFactor;
+    for (let fi = 0; fi < f; fi++)
+      for (let ci = 0; ci < c; ci++) {
+        const from = (fi * c + ci) * h * w;
+        const to = (ci * f + fi) * h * w;
+        for (let k = 0; k < h * w; k++) out[to + k] = src[from + k]! * scale;
+      }
+    return hostTensor(out, [1, c, f, h, w]);
+  }
+
   /** latents [1, C, F, h, w] → video [1, 3, F, H, W] in [-1, 1] (divided by the VAE scaling factor first). */
   async decodeLatents(latents: HostTensor, batchSize?: number): Promise<HostTensor> {
     const { vae } = this.components;

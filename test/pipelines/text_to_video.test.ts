@@ -104,3 +104,38 @@ test('η > 0 (stochastic DDIM): the step noise comes from the seed, after the st
   assert.ok(gap(a, await last(1, 6)) > 1e-3, 'another seed, other noise');
   assert.ok(a.every(Number.isFinite));
 });
+
+test('encodeVideo: posterior means × scaling factor in the UNet layout, undone by decodeLatents', async () => {
+  const pipe = new TextToVideoPipeline(await components());
+  const { vae } = pipe.components;
+  const frames = 3;
+  const data = Float32Array.from({ length: frames * 3 * 32 * 32 }, (_, i) => Math.sin(i * 0.37));
+  const video = hostTensor(data, [frames, 3, 32, 32]);
+  const latents = await pipe.encodeVideo(video);
+  const { mean } = await vae.encode(video);
+  const [, c, h, w] = mean.shape as [number, number, number, number];
+  assert.deepEqual(latents.shape, [1, c, frames, h, w]);
+  const m = mean.data as Float32Array;
+  const l = latents.data as Float32Array;
+  for (let f = 0; f < frames; f++)
+    for (let ch = 0; ch < c; ch++)
+      for (let k = 0; k < h * w; k++)
+        assert.equal(
+          l[(ch * frames + f) * h * w + k],
+          Math.fround(m[(f * c + ch) * h * w + k]! * vae.config.scalingFactor),
+        );
+  // decodeLatents divides the factor back out and decodes each frame as the VAE does.
+  const viaPipeline = (await pipe.decodeLatents(latents)).data as Float32Array;
+  const direct = (await vae.decode(mean, { numFrames: frames })).data as Float32Array;
+  const per = 3 * 32 * 32;
+  let worst = 0;
+  for (let f = 0; f < frames; f++)
+    for (let ch = 0; ch < 3; ch++)
+      for (let k = 0; k < 32 * 32; k++)
+        worst = Math.max(
+          worst,
+          Math.abs(viaPipeline[(ch * frames + f) * 32 * 32 + k]! - direct[f * per + ch * 32 * 32 + k]!),
+        );
+  assert.ok(worst < 1e-5, `decodeLatents(encodeVideo(x)) = decode(encode(x).mean): ${worst}`);
+  await assert.rejects(pipe.encodeVideo(hostTensor(data, [frames * 3, 32, 32])), /\[F, 3, H, W\]/);
+});
