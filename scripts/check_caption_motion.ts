@@ -5,7 +5,8 @@
 // estimate is decoded and the oracle measures the object's mean velocity; the report gives, per t, the mean
 // velocity along the direction the caption named (px/frame in the 64-pixel reference frame). A UNet that
 // ignores the direction word gives the same velocity whatever the caption says (mean ≈ 0); one that follows it
-// gives a positive mean. The noisy input carries the clip's true motion too, more of it at lower t.
+// gives a positive mean. The noisy input carries the clip's true motion too, more of it at lower t (none at
+// t = 999 for a model trained on zero terminal SNR betas, which the script then uses).
 import { Command } from 'commander';
 import { DEFAULT_MODEL_DIR } from '../src/cli/generate.js';
 import { intOption } from '../src/cli/options.js';
@@ -15,13 +16,13 @@ import { hostTensor } from '../src/engine/runtime.js';
 import { Generator } from '../src/engine/random.js';
 import { TextToVideoPipeline, postprocess } from '../src/pipelines/text_to_video.js';
 import { DDPMScheduler } from '../src/schedulers/ddpm.js';
-import { TRAIN_SCHEDULER_CONFIG } from '../src/training/stages/unet.js';
+import { trainSchedulerConfig } from '../src/training/stages/unet.js';
 import { canonicalCaption, toFloatCHW, worldSample } from '../src/training/data/world.js';
 import type { MotionName, SceneSpec } from '../src/training/data/world.js';
 import { scoreVideo } from '../src/training/data/oracle.js';
 
 const DIRECTIONS: MotionName[] = ['left', 'right', 'up', 'down'];
-const TIMESTEPS = [990, 900, 800, 650];
+const TIMESTEPS = [999, 990, 900, 800, 650];
 const SIZE = 64;
 const FRAMES = 16;
 
@@ -36,7 +37,10 @@ const pipe = await TextToVideoPipeline.fromPretrained(o.model);
 const { unet, vae } = pipe.components;
 const schedulerConfig = pipe.components.scheduler.config as unknown as Record<string, unknown>;
 const vPrediction = schedulerConfig['predictionType'] === 'v_prediction';
-const schedule = DDPMScheduler.fromConfig({ ...TRAIN_SCHEDULER_CONFIG });
+// The training schedule the model's sampler names: ModelScope's betas, rescaled to zero terminal SNR when its
+// scheduler config says so (then the input at t = 999 is pure noise).
+const zeroSnr = schedulerConfig['rescaleBetasZeroSnr'] === true;
+const schedule = DDPMScheduler.fromConfig(trainSchedulerConfig(zeroSnr));
 const alphas = schedule.alphasCumprod;
 const f = vae.scaleFactor;
 const shape = [1, unet.config.inChannels, FRAMES, SIZE / f, SIZE / f];
@@ -108,7 +112,10 @@ const mean = (xs: number[]): string => {
   const ok = xs.filter(Number.isFinite);
   return ok.length ? (ok.reduce((p, q) => p + q, 0) / ok.length).toFixed(3) : '–';
 };
-console.log(`\nModel ${o.model}: ${o.clips} clips × 4 captions (left, right, up, down), seed ${o.seed}\n`);
+console.log(
+  `\nModel ${o.model}: ${o.clips} clips × 4 captions (left, right, up, down), seed ${o.seed}, ` +
+    `${zeroSnr ? 'betas rescaled to zero terminal SNR' : "ModelScope's betas"}\n`,
+);
 console.log(
   '| t | mean velocity along the captioned direction (all 4 captions) | … with the true caption only | found |',
 );

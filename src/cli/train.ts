@@ -202,7 +202,8 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
     )
     .option(
       '--init <checkpoint>',
-      "start a new run from another run's checkpoint of the same stage (fine-tuning; EMA weights when saved)",
+      "start a new run from another run's checkpoint of the same stage (fine-tuning; EMA weights when saved); " +
+        'unet: also a pipeline folder such as models/default',
     )
     .option(
       '--stop-after <n>',

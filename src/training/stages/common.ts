@@ -2,7 +2,7 @@
 // bar that also shows the loss, the persisted loss history (so loss.png covers a run that was killed and
 // resumed), loss.png / metrics.json outputs, and the call into the generic trainer with checkpoints in
 // `<out>/checkpoints` (a re-run resumes from the latest one on the identical loss curve).
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostTensor } from '../../engine/runtime.js';
 import { Generator } from '../../engine/random.js';
@@ -36,7 +36,8 @@ export interface StageOptions {
   readonly checkpointEvery: number;
   /**
    * A checkpoint of the same stage (e.g. another run's ckpt-N.safetensors) whose weights (its EMA weights when
-   * it has them) start a new run: fine-tuning. Ignored when the run resumes from its own checkpoints.
+   * it has them) start a new run: fine-tuning. The unet stage also takes a pipeline folder (models/default).
+   * Ignored when the run resumes from its own checkpoints.
    */
   readonly init?: string;
   /** unet stage: what the UNet learns to predict (default v_prediction); the CLI rejects it for other stages. */
@@ -244,6 +245,11 @@ export interface TrainingRun {
    * when the run resumes from its own checkpoints.
    */
   readonly startWeights?: (init: StateDict | undefined) => StateDict;
+  /**
+   * The weights a new run starts from when `--init` names a folder (a pipeline folder the stage exported
+   * into, e.g. models/default) instead of a checkpoint file; a stage without it takes checkpoint files only.
+   */
+  readonly initFromFolder?: (dir: string) => StateDict;
 }
 
 export interface TrainingOutcome {
@@ -287,7 +293,8 @@ export function checkResumable(out: string, setup: Record<string, unknown>): voi
  */
 const SWITCHABLE_CONFIG_KEYS = ['temporal_positions', 'frame_noise_shared', 'temporal_text_attention'];
 
-function withoutFreeKeys(value: unknown): unknown {
+/** A model config without its switchable keys (see SWITCHABLE_CONFIG_KEYS); other values are returned as is. */
+export function withoutSwitchableKeys(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
   const rest: Record<string, unknown> = { ...(value as Record<string, unknown>) };
   for (const k of SWITCHABLE_CONFIG_KEYS) delete rest[k];
@@ -296,16 +303,29 @@ function withoutFreeKeys(value: unknown): unknown {
 
 /**
  * The starting weights of a fine-tuning run (`opts.init`): the EMA (else raw) parameters of a checkpoint made
- * by the same stage with the same model config (asked only when the run has no checkpoints of its own).
+ * by the same stage with the same model config, or what the stage reads from a pipeline folder (asked only
+ * when the run has no checkpoints of its own).
  */
 function initialWeights(opts: StageOptions, run: TrainingRun): StateDict {
   const path = opts.init!;
   if (!existsSync(path)) throw new Error(`--init: ${path} does not exist`);
+  if (statSync(path).isDirectory()) {
+    if (!run.initFromFolder)
+      throw new Error(
+        `--init: ${path} is a folder; the ${run.label} stage starts from a checkpoint file ` +
+          '(<run>/checkpoints/ckpt-N.safetensors)',
+      );
+    const weights = run.initFromFolder(path);
+    logLine(opts, `${run.label}: starting from the exported weights in ${path}`);
+    return weights;
+  }
   const ckpt = loadCheckpoint(path);
   const identity = Object.keys(run.extra ?? {}).filter((k) => k === 'stage' || k.endsWith('_config'));
   for (const key of identity) {
     const want = run.extra?.[key];
-    if (JSON.stringify(withoutFreeKeys(ckpt.extra?.[key])) !== JSON.stringify(withoutFreeKeys(want)))
+    if (
+      JSON.stringify(withoutSwitchableKeys(ckpt.extra?.[key])) !== JSON.stringify(withoutSwitchableKeys(want))
+    )
       throw new Error(
         `--init: ${path} was made with a different ${key} (${JSON.stringify(ckpt.extra?.[key])}, ` +
           `this run: ${JSON.stringify(want)})`,

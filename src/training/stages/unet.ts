@@ -24,7 +24,7 @@ import { AutoencoderKL } from '../../models/vae/autoencoder_kl.js';
 import { UNet3DConditionModel } from '../../models/unet3d/unet3d.js';
 import { DDPMScheduler } from '../../schedulers/ddpm.js';
 import { checkFrameNoiseShared, mixFrameNoise } from '../../schedulers/frame_noise.js';
-import { findWeightsFile, readConfig } from '../../io/model_folder.js';
+import { findWeightsFile, loadStateDict, readConfig } from '../../io/model_folder.js';
 import { Module } from '../../nn/module.js';
 import type { ParamSpec, StateDict } from '../../nn/module.js';
 import { formatDuration } from '../../cli/progress.js';
@@ -37,6 +37,7 @@ import {
   logLine,
   prefetching,
   runTraining,
+  withoutSwitchableKeys,
   writeRunReport,
 } from './common.js';
 import type { StageDefinition, StageOptions, StageResult, TrainPrediction } from './common.js';
@@ -810,6 +811,63 @@ export function componentFingerprints(pipelineDir: string): Record<string, strin
   return out;
 }
 
+/** JSON with object keys sorted, so that two configs compare by content rather than key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+/**
+ * The starting weights of a run whose `--init` is a pipeline folder (e.g. models/default, or a folder a run
+ * exported into): its `unet/` weights as float32 and, when the run fine-tunes the text encoder, its
+ * `text_encoder/` weights under `text_encoder.`. The folder's UNet config must be the run's up to the switchable
+ * keys (a folder with the temporal text attention needs a run with it), and its VAE and tokenizer, and its text
+ * encoder when the run does not train one, must be those the run trains against (`componentsDir`).
+ */
+export function initFromPipelineFolder(
+  dir: string,
+  config: Readonly<Record<string, unknown>>,
+  componentsDir: string,
+  trainsText: boolean,
+): StateDict {
+  const unetDir = join(dir, 'unet');
+  if (!existsSync(join(unetDir, 'config.json')))
+    throw new Error(
+      `--init: ${dir} has no unet/config.json (give a pipeline folder such as models/default, or a checkpoint file)`,
+    );
+  const theirs = readConfig(unetDir);
+  const comparable = (c: Readonly<Record<string, unknown>>): string => {
+    const { _diffusers_version: _version, ...rest } = c;
+    return canonicalJson(withoutSwitchableKeys(rest));
+  };
+  if (comparable(theirs) !== comparable(config))
+    throw new Error(
+      `--init: ${unetDir}/config.json differs from this run's UNet config (${canonicalJson(theirs)}, this run: ` +
+        `${canonicalJson(config)})`,
+    );
+  if (theirs['temporal_text_attention'] === true && config['temporal_text_attention'] !== true)
+    throw new Error(
+      `--init: ${dir}'s UNet has the temporal text attention; pass --temporal-text-attention to keep it`,
+    );
+  const [from, against] = [componentFingerprints(dir), componentFingerprints(componentsDir)];
+  const differ = CONDITIONING_COMPONENTS.filter(
+    (c) => from[c] !== against[c] && !(trainsText && c === 'text_encoder'),
+  );
+  if (differ.length > 0)
+    throw new Error(
+      `--init: ${dir}'s ${differ.join(', ')} differ from the one(s) this run trains against (${componentsDir}); ` +
+        'the UNet only fits the components it was trained with',
+    );
+  const weights = loadStateDict(unetDir).stateDict;
+  if (trainsText)
+    for (const [k, v] of loadStateDict(join(dir, 'text_encoder')).stateDict)
+      weights.set(TEXT_ENCODER_PREFIX + k, v);
+  return weights;
+}
+
 /**
  * Refuses to export a UNet into a folder whose VAE / tokenizer / text encoder differ from its training (the
  * text encoder is not compared when the run trained it: the export replaces it).
@@ -948,6 +1006,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const outcome = await runTraining({
     opts,
     label: 'unet',
+    initFromFolder: (init) => initFromPipelineFolder(init, config, dir, joint !== null),
     model,
     step,
     batch: measured(

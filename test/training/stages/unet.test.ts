@@ -15,6 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SafetensorsFile } from '../../../src/io/safetensors.js';
+import { loadStateDict } from '../../../src/io/model_folder.js';
 import { f16ToF32, f32ToF16 } from '../../../src/io/half.js';
 import { loadLatestCheckpoint } from '../../../src/training/checkpoint.js';
 import { UNet3DConditionModel } from '../../../src/models/unet3d/unet3d.js';
@@ -543,6 +544,23 @@ test("UNet stage: --init starts a new run from another run's EMA weights (same c
       createUnetStage({ ...settings, unetConfig: other }).run({ ...tuned, out: join(root, 'c') }),
       /--init: .* was made with a different unet_config/,
     );
+    // A pipeline folder (the layout of models/default) starts a run too: from its exported fp16 UNet weights.
+    const exportedUnet = loadStateDict(join(settings.componentsDir!, 'unet')).stateDict;
+    const fromFolder = { ...tuned, out: join(root, 'l'), init: settings.componentsDir! };
+    await createUnetStage(settings).run(fromFolder);
+    assert.match(lines.join(''), /starting from the exported weights in /);
+    const folderStart = loadLatestCheckpoint(join(fromFolder.out, 'checkpoints'))!;
+    assert.equal(folderStart.params.size, exportedUnet.size);
+    for (const [k, v] of exportedUnet) assert.ok(maxDiff(folderStart.params.get(k)!, v) < 1e-6, k);
+    assert.ok(maxDiff(exportedUnet.get('conv_out.weight')!, ema.get('conv_out.weight')!) > 0, 'fp16-rounded');
+    await assert.rejects(
+      createUnetStage({ ...settings, unetConfig: other }).run({ ...fromFolder, out: join(root, 'm') }),
+      /--init: .*unet\/config\.json differs from this run's UNet config/,
+    );
+    await assert.rejects(
+      createUnetStage(settings).run({ ...fromFolder, out: join(root, 'n'), init: join(root, 'a') }),
+      /--init: .* has no unet\/config\.json/,
+    );
     // A parameter-free switch (sinusoidal temporal positions) may differ from the --init run's config; the
     // new run and its export record it.
     const withPositions = { ...tuned, out: join(root, 'e'), temporalPositions: true };
@@ -573,6 +591,10 @@ test("UNet stage: --init starts a new run from another run's EMA weights (same c
     assert.equal(textConfig['temporal_text_attention'], true);
     const reloaded = await UNet3DConditionModel.fromPretrained(join(settings.componentsDir!, 'unet'));
     assert.equal(reloaded.stateDict.size, textStart.params.size);
+    await assert.rejects(
+      createUnetStage(settings).run({ ...tuned, out: join(root, 'o'), init: settings.componentsDir! }),
+      /UNet has the temporal text attention; pass --temporal-text-attention/,
+    );
     // Its learning rate can be scaled: Adam's first step moves each parameter by the learning rate, so the
     // branch's output projection moves 10× as far with temporalTextLrScale 10, and the rest as far as without.
     const firstStep = async (out: string, scale?: number): Promise<Map<string, number>> => {
@@ -666,6 +688,20 @@ test('UNet stage with --train-text-encoder: the text encoder starts pretrained, 
     const text = await CLIPTextModel.fromPretrained(join(model, 'text_encoder'));
     const tuned = end.ema!.stateDict().get(TEXT_ENCODER_PREFIX + key)!;
     assert.deepEqual(text.stateDict.get(key), f16ToF32(f32ToF16(tuned)));
+    // That folder starts a joint run (--init): the UNet and the text encoder from its exported weights.
+    const fromModel = { ...still, out: join(root, 'from-model'), init: model };
+    await joint.run(fromModel);
+    const modelStart = loadLatestCheckpoint(join(fromModel.out, 'checkpoints'))!;
+    assert.equal(modelStart.params.size, start.params.size);
+    assert.ok(maxDiff(modelStart.params.get(TEXT_ENCODER_PREFIX + key)!, text.stateDict.get(key)!) < 1e-6);
+    const conv = 'conv_out.weight';
+    const exportedConv = loadStateDict(join(model, 'unet')).stateDict.get(conv)!;
+    assert.ok(maxDiff(modelStart.params.get(conv)!, exportedConv) < 1e-6);
+    // A UNet-only run from it needs the text encoder it was trained with, which the components do not hold.
+    await assert.rejects(
+      createUnetStage(settings).run({ ...fromModel, out: join(root, 'from-model-unet') }),
+      /--init: .*'s text_encoder differ from the one\(s\) this run trains against/,
+    );
     assert.deepEqual(
       JSON.parse(readFileSync(join(model, 'text_encoder', 'config.json'), 'utf8')),
       JSON.parse(readFileSync(join(FIX, 'text_encoder', 'config.json'), 'utf8')),

@@ -131,6 +131,11 @@ test('vae stage: the loss falls, a killed run resumes on the identical curve, th
     let worst = 0;
     a.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b[i]!))));
     assert.ok(worst < 1e-2 && worst > 0, `fp16 export differs from float32 by ${worst}`);
+    // Only the unet stage starts from a pipeline folder; the others name the checkpoint --init wants.
+    await assert.rejects(
+      stage.run(options(join(root, 'from-folder'), { init: join(root, 'pipe') })),
+      /--init: .*pipe is a folder; the vae stage starts from a checkpoint file/,
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
