@@ -26,6 +26,10 @@ export const positiveOption = (name: string): ((v: string) => number) =>
 export const fractionOption = (name: string): ((v: string) => number) =>
   numeric(name, (n) => n >= 0 && n < 1, 'a number in [0, 1)');
 
+/** A number in (0, 1]. */
+export const positiveUnitOption = (name: string): ((v: string) => number) =>
+  numeric(name, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+
 /** A number in [0, 1]. */
 export const unitOption = (name: string): ((v: string) => number) =>
   numeric(name, (n) => n >= 0 && n <= 1, 'a number in [0, 1]');

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { fractionOption, intOption, positiveOption } from './options.js';
+import { fractionOption, intOption, positiveOption, positiveUnitOption } from './options.js';
 import { parseJsonLenient } from '../io/json.js';
 import { TRAIN_PREDICTIONS } from '../training/stages/common.js';
 import type {
@@ -43,6 +43,7 @@ export interface TrainFlags {
   frameNoiseShared?: number;
   zeroTerminalSnr?: boolean;
   motionWeight?: number;
+  trackCentring?: number;
   config?: string;
 }
 
@@ -135,6 +136,8 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.zeroTerminalSnr === true && { zeroTerminalSnr: unetOnly(stage, '--zero-terminal-snr') }),
     ...(flags.motionWeight !== undefined &&
       unetOnly(stage, '--motion-weight') && { motionWeight: flags.motionWeight }),
+    ...(flags.trackCentring !== undefined &&
+      unetOnly(stage, '--track-centring') && { trackCentring: flags.trackCentring }),
     ...(flags.config !== undefined && { configOverrides: readConfigOverrides(stage, flags.config) }),
   };
 }
@@ -265,6 +268,13 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       'unet stage (v-prediction): add beta × the mean square of the part of the x0 error that changes from ' +
         'frame to frame, weighted by 1 − alpha-bar_t (more of the gradient goes to motion; the optimum is unchanged)',
       positiveOption('--motion-weight'),
+    )
+    .option(
+      '--track-centring <k>',
+      "unet stage: training clips' straight-line motions start within k × the free room (0 < k ≤ 1) around " +
+        'the start that centres their track, along the axes they move on, so that where an object is says ' +
+        'which way it goes (1: anywhere, as the world samples)',
+      positiveUnitOption('--track-centring'),
     )
     .option(
       '--config <file.json>',

@@ -208,8 +208,13 @@ function sampleBackground(rng: Generator): Background {
   return { kind: r < 0.85 ? 'stripes' : 'checker', a, b, period: pick(rng, STRIPE_PERIODS) };
 }
 
-/** Where a start coordinate may lie (reference pixels) so the nominal clip's track stays inside. */
-function sampleStart(rng: Generator, o: ObjectSpec, frames: number): [number, number] {
+/**
+ * Where a start coordinate may lie (reference pixels) so the nominal clip's track stays inside. `centring` k in
+ * (0, 1] narrows, for straight-line motions and along the axes they move on, the room the start is drawn from
+ * to k times its width around the place that centres the track in the frame (1: all the room). It takes the
+ * same one draw per axis either way, so a one-object scene differs only in its start.
+ */
+function sampleStart(rng: Generator, o: ObjectSpec, frames: number, centring = 1): [number, number] {
   // Place the object at the frame centre, measure how far its track strays, then shift it randomly
   // within the room that is left on each side.
   const probe: ObjectSpec = { ...o, start: [0.5, 0.5] };
@@ -225,12 +230,26 @@ function sampleStart(rng: Generator, o: ObjectSpec, frames: number): [number, nu
     maxY = Math.max(maxY, p.y + p.radius);
   }
   const margin = 1;
-  const dx = between(rng, margin - minX, 64 - margin - maxX);
-  const dy = between(rng, margin - minY, 64 - margin - maxY);
+  const linear = isLinearMotion(o.motion);
+  const moves = [o.motion.includes('left') || o.motion.includes('right'), /up|down/.test(o.motion)];
+  const draw = (lo: number, hi: number, axis: 0 | 1): number => {
+    if (!(linear && moves[axis] && centring < 1)) return between(rng, lo, hi);
+    const mid = (lo + hi) / 2;
+    const half = ((hi - lo) / 2) * centring;
+    return between(rng, mid - half, mid + half);
+  };
+  const dx = draw(margin - minX, 64 - margin - maxX, 0);
+  const dy = draw(margin - minY, 64 - margin - maxY, 1);
   return [(32 + dx) / 64, (32 + dy) / 64];
 }
 
-function sampleObject(rng: Generator, bg: Background, taken: ColourName[], frames: number): ObjectSpec {
+function sampleObject(
+  rng: Generator,
+  bg: Background,
+  taken: ColourName[],
+  frames: number,
+  centring: number,
+): ObjectSpec {
   const shape = pick(rng, SHAPES);
   let colour = pick(rng, COLOURS);
   while (taken.includes(colour) || !contrastsWith(colour, bg)) colour = pick(rng, COLOURS);
@@ -239,7 +258,7 @@ function sampleObject(rng: Generator, bg: Background, taken: ColourName[], frame
   while (motion === 'rotate' && !canRotate(shape)) motion = pick(rng, MOTIONS);
   const speed: Speed = uniform(rng) < 0.5 ? 'slow' : 'fast';
   const o: ObjectSpec = { shape, colour, size, motion, speed, start: [0.5, 0.5] };
-  o.start = sampleStart(rng, o, frames);
+  o.start = sampleStart(rng, o, frames, centring);
   return o;
 }
 
@@ -257,18 +276,18 @@ function contrastingColours(bg: Background): number {
   return COLOURS.filter((c) => contrastsWith(c, bg)).length;
 }
 
-function sampleAnyScene(rng: Generator, frames: number): SceneSpec {
+function sampleAnyScene(rng: Generator, frames: number, centring: number): SceneSpec {
   let background = sampleBackground(rng);
   while (contrastingColours(background) < 2) background = sampleBackground(rng);
   const cameraPan: SceneSpec['cameraPan'] =
     background.kind === 'stripes' || background.kind === 'checker'
       ? pick(rng, [null, 'left', 'right'] as const)
       : null;
-  const first = sampleObject(rng, background, [], frames);
+  const first = sampleObject(rng, background, [], frames, centring);
   const objects = [first];
   if (uniform(rng) < 0.35) {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const second = sampleObject(rng, background, [first.colour], frames);
+      const second = sampleObject(rng, background, [first.colour], frames, centring);
       if (tracksApart(first, second, frames)) {
         objects.push(second);
         break;
@@ -280,11 +299,14 @@ function sampleAnyScene(rng: Generator, frames: number): SceneSpec {
 
 /**
  * A random scene. split 'train' (the default) never yields a held-out scene, 'heldout' only held-out ones,
- * 'any' either. frames is the clip length positions are planned for (default 16).
+ * 'any' either. frames is the clip length positions are planned for (default 16). trackCentring k in (0, 1]
+ * (default 1) draws the start of a straight-line motion from k times the room around the start that centres
+ * its track, along the axes it moves on: with k < 1 an object moving left starts right of the centre and ends
+ * left of it, so where the object is in each frame says which way it goes.
  */
 export function sampleScene(
   rng: Generator,
-  opts: { split?: 'train' | 'heldout' | 'any'; frames?: number } = {},
+  opts: { split?: 'train' | 'heldout' | 'any'; frames?: number; trackCentring?: number } = {},
 ): SceneSpec {
   const split = opts.split ?? 'train';
   if (split !== 'train' && split !== 'heldout' && split !== 'any') {
@@ -294,8 +316,12 @@ export function sampleScene(
   if (!Number.isInteger(frames) || frames < 1) {
     throw new Error(`sampleScene: frames must be a positive integer, got ${frames}`);
   }
+  const centring = opts.trackCentring ?? 1;
+  if (!(centring > 0 && centring <= 1)) {
+    throw new RangeError(`sampleScene: trackCentring must be a number in (0, 1], got ${centring}`);
+  }
   for (;;) {
-    const scene = sampleAnyScene(rng, frames);
+    const scene = sampleAnyScene(rng, frames, centring);
     if (split === 'any' || isHeldOut(scene) === (split === 'heldout')) return scene;
   }
 }
@@ -326,7 +352,7 @@ export function sampleSeed(seed: number, index: number): bigint {
 export function worldSample(
   seed: number,
   index: number,
-  opts: RenderOptions & { split?: 'train' | 'heldout'; imageMode?: boolean },
+  opts: RenderOptions & { split?: 'train' | 'heldout'; imageMode?: boolean; trackCentring?: number },
 ): WorldSample {
   const rng = new Generator(sampleSeed(seed, index));
   const split = opts.split ?? 'train';
@@ -335,7 +361,11 @@ export function worldSample(
   }
   const imageMode = opts.imageMode === true;
   const frames = imageMode ? 1 : opts.frames;
-  const scene = sampleScene(rng, { split, frames: Math.max(frames, NOMINAL_FRAMES) });
+  const scene = sampleScene(rng, {
+    split,
+    frames: Math.max(frames, NOMINAL_FRAMES),
+    ...(opts.trackCentring !== undefined && { trackCentring: opts.trackCentring }),
+  });
   const render: RenderOptions = { width: opts.width, height: opts.height, frames };
   const frameData = renderVideo(scene, render);
   const caption = imageMode ? staticCaptionOf(scene, rng) : captionOf(scene, rng);

@@ -78,6 +78,12 @@ export interface StageOptions {
   /** unet stage: weight of the motion term (frame-varying part of the x₀ error); the CLI rejects it for other stages. */
   readonly motionWeight?: number;
   /**
+   * unet stage: the start of a training clip's straight-line motion is drawn from this fraction (0, 1] of the
+   * free room around the start that centres its track (the world's `trackCentring`); the CLI rejects it for
+   * other stages.
+   */
+  readonly trackCentring?: number;
+  /**
    * vae and unet stages: diffusers config keys laid over the stage's default model config (`kinema train
    * --config <file.json>`), e.g. a VAE with a spatial factor of 8; the CLI rejects it for the clip stage.
    */

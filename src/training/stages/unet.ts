@@ -213,6 +213,16 @@ export interface UnetStageSettings {
    * on frame-to-frame change grows. Stills have no such part.
    */
   readonly motionWeight?: number;
+  /**
+   * The world's `trackCentring` k in (0, 1] for the training clips (default 1; ignored with a custom `source`):
+   * a straight-line motion starts within k times the free room around the start that centres its track, along
+   * the axes it moves on. With uniform starts, the mean of the clips of one caption barely depends on the
+   * direction word (an object moving left is as likely to be anywhere in any frame as one moving right), so at
+   * the highest noise, where the input says nothing, the loss gains almost nothing from reading that word;
+   * with centred tracks the object is right of the centre in the first frames and left of it in the last, and
+   * the word decides where the object is in each frame.
+   */
+  readonly trackCentring?: number;
 }
 
 export interface Resolved {
@@ -239,6 +249,8 @@ export interface Resolved {
   zeroTerminalSnr?: true;
   /** Present only when not 0 (same reason). */
   motionWeight?: number;
+  /** Present only when not 1 (same reason). */
+  trackCentring?: number;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -265,7 +277,10 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
       }),
     ...(o.zeroTerminalSnr === true && { zeroTerminalSnr: true as const }),
     ...(o.motionWeight !== undefined && o.motionWeight !== 0 && { motionWeight: o.motionWeight }),
+    ...(o.trackCentring !== undefined && o.trackCentring !== 1 && { trackCentring: o.trackCentring }),
   };
+  if (r.trackCentring !== undefined && !(r.trackCentring > 0 && r.trackCentring < 1))
+    throw new RangeError(`unet stage: trackCentring must be a number in (0, 1], got ${r.trackCentring}`);
   if (r.motionWeight !== undefined) {
     if (!(r.motionWeight > 0 && Number.isFinite(r.motionWeight)))
       throw new RangeError(`unet stage: motionWeight must be a non-negative number, got ${r.motionWeight}`);
@@ -329,8 +344,8 @@ const RNG_PURPOSE = 3;
 /** `indexedGenerator` purpose of the text probe's image-mode choices. */
 const RNG_PURPOSE_PROBE = 4;
 
-/** The procedural world's training split as a clip source. */
-export function worldSource(seed: number): ClipSource {
+/** The procedural world's training split as a clip source (`trackCentring`: the world's, default 1). */
+export function worldSource(seed: number, trackCentring = 1): ClipSource {
   return (index, q) => {
     const sample = worldSample(seed, index, {
       width: q.width,
@@ -338,6 +353,7 @@ export function worldSource(seed: number): ClipSource {
       frames: q.frames,
       split: 'train',
       imageMode: q.imageMode,
+      trackCentring,
     });
     return { caption: sample.caption, frames: sample.frames };
   };
@@ -946,13 +962,19 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       frameNoiseShared: s.frameNoiseShared ?? opts.frameNoiseShared,
       zeroTerminalSnr: s.zeroTerminalSnr ?? opts.zeroTerminalSnr,
       motionWeight: s.motionWeight ?? opts.motionWeight,
+      trackCentring: s.trackCentring ?? opts.trackCentring,
     },
     opts.batch,
     opts.seed,
   );
   const dir = s.componentsDir ?? opts.exportDir ?? DEFAULT_MODEL_DIR;
   const trainedWith = componentFingerprints(dir);
-  const data = await UnetTrainingData.load(dir, s.source ?? worldSource(r.seed), r, opts.threads);
+  const data = await UnetTrainingData.load(
+    dir,
+    s.source ?? worldSource(r.seed, r.trackCentring),
+    r,
+    opts.threads,
+  );
   const config = unetConfigFor(s.unetConfig ?? DEFAULT_UNET_CONFIG, data.latentShape, opts.configOverrides);
   if (opts.temporalPositions === true) config['temporal_positions'] = 'sinusoidal';
   if (opts.temporalTextAttention === true) config['temporal_text_attention'] = true;

@@ -108,6 +108,49 @@ test('sampled scenes: distinct object colours, background contrast, objects insi
   assert.ok(MIN_CONTRAST >= 100);
 });
 
+test('trackCentring: straight-line tracks centred along the axes they move on; the rest of the scene kept', () => {
+  const track = (s: SceneSpec) => objectTrack(s.objects[0]!, 16, 64, 64, false);
+  const centre = (xs: number[]) => (Math.min(...xs) + Math.max(...xs)) / 2;
+  let linear = 0;
+  let leftwards = 0;
+  for (let i = 0; i < 400; i++) {
+    // ('any': the split's rejection of held-out scenes could take other draws after a two-object scene.)
+    const a = sampleScene(new Generator(1000 + i), { split: 'any' });
+    const b = sampleScene(new Generator(1000 + i), { split: 'any', trackCentring: 1e-9 });
+    const q = sampleScene(new Generator(1000 + i), { split: 'any', trackCentring: 0.25 });
+    if (a.objects.length !== 1 || b.objects.length !== 1) continue;
+    const [o, c] = [a.objects[0]!, b.objects[0]!];
+    assert.deepEqual({ ...c, start: o.start }, o, 'same object but for its start');
+    assert.deepEqual({ ...b, objects: a.objects }, a, 'same background and camera');
+    const t = track(b);
+    const horizontal = /left|right/.test(o.motion);
+    const vertical = /up|down/.test(o.motion);
+    if (o.motion !== 'orbit' && o.motion !== 'bounce' && (horizontal || vertical)) linear++;
+    // Along a moving axis the track's extent is centred in the frame; on a still axis the start is unchanged.
+    for (const [axis, moves] of [
+      [0, horizontal],
+      [1, vertical],
+    ] as const) {
+      if (moves) {
+        const mid = centre(t.map((p) => (axis === 0 ? p.x : p.y)));
+        assert.ok(Math.abs(mid - 32) < 1e-3, `${o.motion}: track centred (${mid})`);
+      } else assert.equal(c.start[axis], o.start[axis], `${o.motion}: axis ${axis} kept`);
+    }
+    // With k = 0.25 an object moving left starts right of the centre and ends left of it.
+    if (q.objects.length === 1 && q.objects[0]!.motion === 'left') {
+      const p = track(q);
+      assert.ok(p[0]!.x > 32 && p[15]!.x < 32, `left: ${p[0]!.x} → ${p[15]!.x}`);
+      leftwards++;
+    }
+  }
+  assert.ok(linear > 100 && leftwards > 5, `${linear} straight-line scenes, ${leftwards} moving left`);
+  assert.throws(
+    () => sampleScene(new Generator(1), { trackCentring: 0 }),
+    /trackCentring must be .* \(0, 1\]/,
+  );
+  assert.throws(() => sampleScene(new Generator(1), { trackCentring: 1.5 }), /trackCentring/);
+});
+
 test('image mode gives one frame and a caption of a still scene', () => {
   for (let i = 0; i < 50; i++) {
     const s = worldSample(3, i, { ...opts, imageMode: true });

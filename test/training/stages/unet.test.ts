@@ -33,7 +33,9 @@ import {
   TRAIN_SCHEDULER_CONFIG,
   trainSchedulerConfig,
   unetConfigFor,
+  worldSource,
 } from '../../../src/training/stages/unet.js';
+import { worldSample } from '../../../src/training/data/world.js';
 import type { HostTensor } from '../../../src/engine/runtime.js';
 import type { ClipSource, UnetStageSettings } from '../../../src/training/stages/unet.js';
 import type { StageOptions } from '../../../src/training/stages/common.js';
@@ -306,6 +308,26 @@ test('UNet stage: the v target and the noise target describe the same noisy late
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('UNet stage: trackCentring reaches the world source; 1 is the default and is not recorded', async () => {
+  assert.equal(resolveUnetSettings({ trackCentring: 1 }, 1, 0).trackCentring, undefined);
+  assert.equal(resolveUnetSettings({ trackCentring: 0.25 }, 1, 0).trackCentring, 0.25);
+  assert.throws(() => resolveUnetSettings({ trackCentring: 0 }, 1, 0), /trackCentring must be .* \(0, 1\]/);
+  const request = { width: 16, height: 16, frames: 4, imageMode: false };
+  for (const k of [1, 0.25]) {
+    const world = worldSample(5, 11, { ...request, split: 'train', trackCentring: k });
+    assert.deepEqual(await worldSource(5, k)(11, request), {
+      caption: world.caption,
+      frames: world.frames,
+    });
+  }
+  let moved = 0;
+  for (let i = 0; i < 20; i++) {
+    const [a, b] = [await worldSource(5)(i, request), await worldSource(5, 0.25)(i, request)];
+    if (JSON.stringify(a.frames) !== JSON.stringify(b.frames)) moved++;
+  }
+  assert.ok(moved > 0, 'some clips start elsewhere');
 });
 
 test('UNet stage: the motion term adds β·(1−ᾱ_t) × the mean square of the frame-varying part of the error', async () => {
