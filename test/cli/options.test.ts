@@ -7,6 +7,7 @@ import {
   intOption,
   numberOption,
   positiveOption,
+  positiveUnitOption,
   unitOption,
 } from '../../src/cli/options.js';
 
@@ -32,4 +33,8 @@ test('option parsers accept what they promise and reject the rest, naming the fl
   assert.equal(unitOption('--u')('0.7'), 0.7);
   for (const bad of ['1.01', '-0.1', '', 'x'])
     assert.throws(() => unitOption('--u')(bad), /--u must be a number in \[0, 1\], got '/);
+  assert.equal(positiveUnitOption('--k')('1'), 1);
+  assert.equal(positiveUnitOption('--k')('0.25'), 0.25);
+  for (const bad of ['0', '1.5', '-0.25', '', 'x'])
+    assert.throws(() => positiveUnitOption('--k')(bad), /--k must be a number in \(0, 1\], got '/);
 });

@@ -127,6 +127,12 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
     () => stageOptions(clip, { seed: 0, motionWeight: 5 }),
     /--motion-weight applies to the unet stage only, not 'clip'/,
   );
+  assert.equal(stageOptions(unet, { seed: 0, trackCentring: 0.25 }).trackCentring, 0.25);
+  assert.equal(stageOptions(unet, { seed: 0 }).trackCentring, undefined);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, trackCentring: 0.25 }),
+    /--track-centring applies to the unet stage only, not 'clip'/,
+  );
   assert.throws(
     () => stageOptions(clip, { seed: 0, frames: 16 }),
     /--frames applies to the unet stage only, not 'clip'/,
