@@ -44,6 +44,7 @@ export interface TrainFlags {
   zeroTerminalSnr?: boolean;
   motionWeight?: number;
   trackCentring?: number;
+  timestepShift?: number;
   config?: string;
 }
 
@@ -138,6 +139,8 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
       unetOnly(stage, '--motion-weight') && { motionWeight: flags.motionWeight }),
     ...(flags.trackCentring !== undefined &&
       unetOnly(stage, '--track-centring') && { trackCentring: flags.trackCentring }),
+    ...(flags.timestepShift !== undefined &&
+      unetOnly(stage, '--timestep-shift') && { timestepShift: flags.timestepShift }),
     ...(flags.config !== undefined && { configOverrides: readConfigOverrides(stage, flags.config) }),
   };
 }
@@ -275,6 +278,12 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
         'the start that centres their track, along the axes they move on, so that where an object is says ' +
         'which way it goes (1: anywhere, as the world samples)',
       positiveUnitOption('--track-centring'),
+    )
+    .option(
+      '--timestep-shift <s>',
+      "unet stage: training timesteps T·s·u/(1 + (s − 1)·u) for uniform u (Stable Diffusion 3's shift); s > 1 " +
+        'gives more samples at high noise, where the caption decides layout and motion (default 1: uniform)',
+      positiveOption('--timestep-shift'),
     )
     .option(
       '--config <file.json>',

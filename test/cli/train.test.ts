@@ -129,6 +129,11 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
   );
   assert.equal(stageOptions(unet, { seed: 0, trackCentring: 0.25 }).trackCentring, 0.25);
   assert.equal(stageOptions(unet, { seed: 0 }).trackCentring, undefined);
+  assert.equal(stageOptions(unet, { seed: 0, timestepShift: 3 }).timestepShift, 3);
+  assert.throws(
+    () => stageOptions(clip, { seed: 0, timestepShift: 3 }),
+    /--timestep-shift applies to the unet stage only, not 'clip'/,
+  );
   assert.throws(
     () => stageOptions(clip, { seed: 0, trackCentring: 0.25 }),
     /--track-centring applies to the unet stage only, not 'clip'/,

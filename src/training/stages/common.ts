@@ -83,6 +83,8 @@ export interface StageOptions {
    * other stages.
    */
   readonly trackCentring?: number;
+  /** unet stage: SD3's timestep shift of the training timesteps (>1: more high-noise samples). */
+  readonly timestepShift?: number;
   /**
    * vae and unet stages: diffusers config keys laid over the stage's default model config (`kinema train
    * --config <file.json>`), e.g. a VAE with a spatial factor of 8; the CLI rejects it for the clip stage.

@@ -223,6 +223,13 @@ export interface UnetStageSettings {
    * the word decides where the object is in each frame.
    */
   readonly trackCentring?: number;
+  /**
+   * Timestep shift s > 0 (default 1: t uniform over 0…999): a training sample's timestep is ⌊T·s·u/(1 + (s − 1)·u)⌋
+   * for u uniform in [0, 1), the shift of Stable Diffusion 3 (Esser et al. 2024). s > 1 spends more of the
+   * samples at high noise (s = 3: a quarter at t ≥ 900 instead of a tenth), where the input says little and
+   * the caption has to decide the layout and the direction of motion; the minimiser at each t is unchanged.
+   */
+  readonly timestepShift?: number;
 }
 
 export interface Resolved {
@@ -251,6 +258,8 @@ export interface Resolved {
   motionWeight?: number;
   /** Present only when not 1 (same reason). */
   trackCentring?: number;
+  /** Present only when not 1 (same reason). */
+  timestepShift?: number;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -278,7 +287,10 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     ...(o.zeroTerminalSnr === true && { zeroTerminalSnr: true as const }),
     ...(o.motionWeight !== undefined && o.motionWeight !== 0 && { motionWeight: o.motionWeight }),
     ...(o.trackCentring !== undefined && o.trackCentring !== 1 && { trackCentring: o.trackCentring }),
+    ...(o.timestepShift !== undefined && o.timestepShift !== 1 && { timestepShift: o.timestepShift }),
   };
+  if (r.timestepShift !== undefined && !(r.timestepShift > 0 && Number.isFinite(r.timestepShift)))
+    throw new RangeError(`unet stage: timestepShift must be a positive number, got ${r.timestepShift}`);
   if (r.trackCentring !== undefined && !(r.trackCentring > 0 && r.trackCentring < 1))
     throw new RangeError(`unet stage: trackCentring must be a number in (0, 1], got ${r.trackCentring}`);
   if (r.motionWeight !== undefined) {
@@ -331,6 +343,11 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
   if (!Number.isSafeInteger(r.seed) || r.seed < 0 || r.seed >= 2 ** 31)
     throw new RangeError(`unet stage: seed must be an integer in [0, 2^31), got ${r.seed}`);
   return r;
+}
+
+/** SD3's timestep shift of u in [0, 1): s·u / (1 + (s − 1)·u), u itself for s = 1. */
+export function shiftedTime(u: number, s: number): number {
+  return s === 1 ? u : (s * u) / (1 + (s - 1) * u);
 }
 
 /** Image-mode samples are drawn from their own index range, so they never repeat a clip's scene. */
@@ -544,7 +561,7 @@ export class UnetTrainingData {
         const { inputIds } = this.tokenizer.encode(caption);
         inputIds.forEach((id, j) => (context[i * this.tokens + j] = BigInt(id)));
       } else context.set(await this.embed(caption), i * this.tokens * this.textHidden);
-      timesteps.push(Math.min(T - 1, Math.floor(u[count + i]! * T)));
+      timesteps.push(Math.min(T - 1, Math.floor(shiftedTime(u[count + i]!, this.r.timestepShift ?? 1) * T)));
     }
     return { count, frames, pixels, context, timesteps };
   }
@@ -963,6 +980,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       zeroTerminalSnr: s.zeroTerminalSnr ?? opts.zeroTerminalSnr,
       motionWeight: s.motionWeight ?? opts.motionWeight,
       trackCentring: s.trackCentring ?? opts.trackCentring,
+      timestepShift: s.timestepShift ?? opts.timestepShift,
     },
     opts.batch,
     opts.seed,

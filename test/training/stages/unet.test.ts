@@ -28,6 +28,7 @@ import {
   createUnetStage,
   exportUnetCheckpoint,
   resolveUnetSettings,
+  shiftedTime,
   TEXT_ENCODER_PREFIX,
   TEXT_PROBE_PREFIX,
   TRAIN_SCHEDULER_CONFIG,
@@ -305,6 +306,40 @@ test('UNet stage: the v target and the noise target describe the same noisy late
       () => resolveUnetSettings({ predictionType: 'sample' as 'epsilon' }, 1, 0),
       /predictionType must be 'epsilon' or 'v_prediction'/,
     );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('UNet stage: timestepShift moves the same draws to higher noise (SD3 shift), 1 is uniform', async () => {
+  assert.equal(shiftedTime(0.3, 1), 0.3);
+  assert.equal(shiftedTime(0, 3), 0);
+  assert.ok(Math.abs(shiftedTime(0.75, 3) - 0.9) < 1e-12);
+  assert.ok(Math.abs(shiftedTime(0.5, 1 / 3) - 0.25) < 1e-12);
+  assert.equal(resolveUnetSettings({ timestepShift: 1 }, 1, 0).timestepShift, undefined);
+  assert.throws(
+    () => resolveUnetSettings({ timestepShift: 0 }, 1, 0),
+    /timestepShift must be a positive number/,
+  );
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const dir = componentsDir(root);
+    const common = { source: squares, frames: 2, width: 16, height: 16, images: 1 };
+    const load = (timestepShift: number): Promise<UnetTrainingData> =>
+      UnetTrainingData.load(dir, squares, resolveUnetSettings({ ...common, timestepShift }, 4, 3));
+    const [plain, shifted] = await Promise.all([load(1), load(3)]);
+    const [a, b]: number[][] = [[], []];
+    for (let step = 0; step < 60; step++) {
+      const [x, y] = [await plain.batch(step), await shifted.batch(step)];
+      for (const prefix of ['', 'image_']) {
+        a.push(...(x[`${prefix}timestep`]!.data as Float32Array));
+        b.push(...(y[`${prefix}timestep`]!.data as Float32Array));
+      }
+    }
+    // t = ⌊1000·u⌋ and ⌊1000·shift(u)⌋ of the same u: never lower, and a quarter (not a tenth) at t ≥ 900.
+    assert.ok(a.every((t, i) => b[i]! >= t && b[i]! <= Math.ceil(1000 * shiftedTime((t + 1) / 1000, 3))));
+    const high = (ts: number[]): number => ts.filter((t) => t >= 900).length / ts.length;
+    assert.ok(high(a) < 0.16 && high(b) > 0.18 && high(b) < 0.33, `t ≥ 900: ${high(a)} → ${high(b)}`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
