@@ -231,7 +231,7 @@ function sampleStart(rng: Generator, o: ObjectSpec, frames: number, centring = 1
   }
   const margin = 1;
   const linear = isLinearMotion(o.motion);
-  const moves = [o.motion.includes('left') || o.motion.includes('right'), /up|down/.test(o.motion)];
+  const moves = [/left|right/.test(o.motion), /up|down/.test(o.motion)];
   const draw = (lo: number, hi: number, axis: 0 | 1): number => {
     if (!(linear && moves[axis] && centring < 1)) return between(rng, lo, hi);
     const mid = (lo + hi) / 2;
