@@ -6,8 +6,9 @@
 // velocity along the direction the caption named (px/frame in the 64-pixel reference frame). A UNet that
 // ignores the direction word gives the same velocity whatever the caption says (mean ≈ 0); one that follows it
 // gives a positive mean. A second measure, the velocity of the object's colour mass, also follows the blurred
-// blob of the highest-noise estimates, where the oracle often finds no object. The noisy input carries the clip's true motion too, more of it at lower t (none at
-// t = 999 for a model trained on zero terminal SNR betas, which the script then uses).
+// blob of the highest-noise estimates, where the oracle often finds no object. The noisy input carries the
+// clip's true motion too, more of it at lower t (none at t = 999 for a model trained on zero terminal SNR
+// betas, which the script then uses).
 import { Command } from 'commander';
 import { DEFAULT_MODEL_DIR } from '../src/cli/generate.js';
 import { intOption } from '../src/cli/options.js';
@@ -20,7 +21,7 @@ import { DDPMScheduler } from '../src/schedulers/ddpm.js';
 import { trainSchedulerConfig } from '../src/training/stages/unet.js';
 import { COLOUR_RGB, canonicalCaption, toFloatCHW, worldSample } from '../src/training/data/world.js';
 import type { MotionName, SceneSpec } from '../src/training/data/world.js';
-import { scoreVideo } from '../src/training/data/oracle.js';
+import { scoreVideo, slope } from '../src/training/data/oracle.js';
 
 const DIRECTIONS: MotionName[] = ['left', 'right', 'up', 'down'];
 const TIMESTEPS = [999, 990, 900, 800, 650];
@@ -61,17 +62,6 @@ function component(d: MotionName, vx: number, vy: number): number {
   return d === 'left' ? -vx : d === 'right' ? vx : d === 'up' ? -vy : vy;
 }
 
-/** Least-squares slope of ys over frame indices 0, 1, …. */
-function slope(ys: number[]): number {
-  const n = ys.length;
-  const mx = (n - 1) / 2;
-  const my = ys.reduce((a, b) => a + b, 0) / n;
-  let num = 0;
-  let den = 0;
-  ys.forEach((y, i) => ((num += (i - mx) * (y - my)), (den += (i - mx) ** 2)));
-  return num / den;
-}
-
 /**
  * Velocity (px/frame) along d of the object's colour mass: each frame's centroid of the pixels weighted by
  * their closeness to the object's RGB colour (a Gaussian of width 40 in RGB distance), fitted by a line over
@@ -94,7 +84,8 @@ function colourMassVelocity(frames: Uint8Array[], rgb: readonly number[], d: Mot
     xs.push(w > 0 ? sx / w : SIZE / 2);
     ys.push(w > 0 ? sy / w : SIZE / 2);
   }
-  return component(d, slope(xs), slope(ys));
+  const ts = frames.map((_, i) => i);
+  return component(d, slope(ts, xs), slope(ts, ys));
 }
 
 /**

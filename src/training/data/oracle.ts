@@ -73,7 +73,7 @@ interface TrackPoint {
 }
 
 /** Least-squares slope of values against times. */
-function slope(ts: number[], vs: number[]): number {
+export function slope(ts: number[], vs: number[]): number {
   const n = ts.length;
   const mt = ts.reduce((s, v) => s + v, 0) / n;
   const mv = vs.reduce((s, v) => s + v, 0) / n;

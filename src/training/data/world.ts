@@ -297,6 +297,13 @@ function sampleAnyScene(rng: Generator, frames: number, centring: number): Scene
   return { objects, background, cameraPan };
 }
 
+/** Returns `k` if it is a valid trackCentring (a number in (0, 1]), else throws naming `where`. */
+export function checkTrackCentring(k: number, where: string): number {
+  if (!(k > 0 && k <= 1))
+    throw new RangeError(`${where}: trackCentring must be a number in (0, 1], got ${k}`);
+  return k;
+}
+
 /**
  * A random scene. split 'train' (the default) never yields a held-out scene, 'heldout' only held-out ones,
  * 'any' either. frames is the clip length positions are planned for (default 16). trackCentring k in (0, 1]
@@ -316,10 +323,7 @@ export function sampleScene(
   if (!Number.isInteger(frames) || frames < 1) {
     throw new Error(`sampleScene: frames must be a positive integer, got ${frames}`);
   }
-  const centring = opts.trackCentring ?? 1;
-  if (!(centring > 0 && centring <= 1)) {
-    throw new RangeError(`sampleScene: trackCentring must be a number in (0, 1], got ${centring}`);
-  }
+  const centring = checkTrackCentring(opts.trackCentring ?? 1, 'sampleScene');
   for (;;) {
     const scene = sampleAnyScene(rng, frames, centring);
     if (split === 'any' || isHeldOut(scene) === (split === 'heldout')) return scene;

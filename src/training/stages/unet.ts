@@ -41,7 +41,7 @@ import {
   writeRunReport,
 } from './common.js';
 import type { StageDefinition, StageOptions, StageResult, TrainPrediction } from './common.js';
-import { toFloatCHW, worldSample } from '../data/world.js';
+import { checkTrackCentring, toFloatCHW, worldSample } from '../data/world.js';
 import {
   CAPTION_ATTRIBUTE_CLASSES,
   CAPTION_ATTRIBUTE_GROUPS,
@@ -291,8 +291,7 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
   };
   if (r.timestepShift !== undefined && !(r.timestepShift > 0 && Number.isFinite(r.timestepShift)))
     throw new RangeError(`unet stage: timestepShift must be a positive number, got ${r.timestepShift}`);
-  if (r.trackCentring !== undefined && !(r.trackCentring > 0 && r.trackCentring < 1))
-    throw new RangeError(`unet stage: trackCentring must be a number in (0, 1], got ${r.trackCentring}`);
+  if (r.trackCentring !== undefined) checkTrackCentring(r.trackCentring, 'unet stage');
   if (r.motionWeight !== undefined) {
     if (!(r.motionWeight > 0 && Number.isFinite(r.motionWeight)))
       throw new RangeError(`unet stage: motionWeight must be a non-negative number, got ${r.motionWeight}`);
@@ -858,12 +857,13 @@ function canonicalJson(value: unknown): string {
  * exported into): its `unet/` weights as float32 and, when the run fine-tunes the text encoder, its
  * `text_encoder/` weights under `text_encoder.`. The folder's UNet config must be the run's up to the switchable
  * keys (a folder with the temporal text attention needs a run with it), and its VAE and tokenizer, and its text
- * encoder when the run does not train one, must be those the run trains against (`componentsDir`).
+ * encoder when the run does not train one, must be those the run trains against (`trainedWith`: their
+ * `componentFingerprints`).
  */
 export function initFromPipelineFolder(
   dir: string,
   config: Readonly<Record<string, unknown>>,
-  componentsDir: string,
+  trainedWith: Record<string, string>,
   trainsText: boolean,
 ): StateDict {
   const unetDir = join(dir, 'unet');
@@ -885,13 +885,10 @@ export function initFromPipelineFolder(
     throw new Error(
       `--init: ${dir}'s UNet has the temporal text attention; pass --temporal-text-attention to keep it`,
     );
-  const [from, against] = [componentFingerprints(dir), componentFingerprints(componentsDir)];
-  const differ = CONDITIONING_COMPONENTS.filter(
-    (c) => from[c] !== against[c] && !(trainsText && c === 'text_encoder'),
-  );
+  const differ = changedComponents(componentFingerprints(dir), trainedWith, trainsText);
   if (differ.length > 0)
     throw new Error(
-      `--init: ${dir}'s ${differ.join(', ')} differ from the one(s) this run trains against (${componentsDir}); ` +
+      `--init: ${dir}'s ${differ.join(', ')} differ from the one(s) this run trains against; ` +
         'the UNet only fits the components it was trained with',
     );
   const weights = loadStateDict(unetDir).stateDict;
@@ -901,6 +898,15 @@ export function initFromPipelineFolder(
   return weights;
 }
 
+/** The conditioning components whose fingerprints differ (the text encoder not, when the run trains it). */
+function changedComponents(
+  a: Record<string, unknown>,
+  b: Record<string, unknown>,
+  trainsText: boolean,
+): string[] {
+  return CONDITIONING_COMPONENTS.filter((c) => a[c] !== b[c] && !(trainsText && c === 'text_encoder'));
+}
+
 /**
  * Refuses to export a UNet into a folder whose VAE / tokenizer / text encoder differ from its training (the
  * text encoder is not compared when the run trained it: the export replaces it).
@@ -908,9 +914,7 @@ export function initFromPipelineFolder(
 function checkSameComponents(pipelineDir: string, trainedWith: unknown, trainsText: boolean): void {
   const now = componentFingerprints(pipelineDir);
   const saved = (trainedWith ?? {}) as Record<string, unknown>;
-  const changed = CONDITIONING_COMPONENTS.filter(
-    (c) => saved[c] !== now[c] && !(trainsText && c === 'text_encoder'),
-  );
+  const changed = changedComponents(now, saved, trainsText);
   if (changed.length > 0)
     throw new Error(
       `unet export: ${pipelineDir}'s ${changed.join(', ')} differ from the one(s) the UNet was trained with ` +
@@ -1046,7 +1050,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   const outcome = await runTraining({
     opts,
     label: 'unet',
-    initFromFolder: (init) => initFromPipelineFolder(init, config, dir, joint !== null),
+    initFromFolder: (init) => initFromPipelineFolder(init, config, trainedWith, joint !== null),
     model,
     step,
     batch: measured(
