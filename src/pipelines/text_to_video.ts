@@ -198,6 +198,8 @@ export class TextToVideoPipeline {
         generator: gen,
       });
       latents = hostTensor(next.prevSample, latents.shape);
+      // The next step starts from this event's latents: a consumer may edit them in place before it resumes the
+      // generator (the long-video core steers overlap frames this way, src/pipelines/long_video/chunked.ts).
       yield { kind: 'step', index, total, timestep: t, latents };
     }
     const video = await this.decodeLatents(latents, o.decodeBatchSize);
