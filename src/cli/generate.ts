@@ -13,6 +13,9 @@ import { hostTensor } from '../engine/runtime.js';
 import type { ExecutionProvider } from '../engine/runtime.js';
 import { Progress } from './progress.js';
 import { vocabularyWords } from '../training/data/captions.js';
+import { addLongVideoOptions, longVideoRequest } from './long_video_options.js';
+import type { LongVideoFlags } from './long_video_options.js';
+import { writeLongVideo } from './long_video.js';
 
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
 
@@ -27,7 +30,7 @@ export function unseenWords(prompt: string, vocabulary: ReadonlySet<string> = vo
   return out;
 }
 
-interface GenerateFlags {
+interface GenerateFlags extends LongVideoFlags {
   model?: string;
   output: string;
   negative: string;
@@ -63,6 +66,7 @@ export function readLatentsFile(path: string) {
 
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<string> {
   if (!prompt.trim()) throw new Error('the prompt is empty');
+  const long = longVideoRequest(flags, flags.frames, flags.steps); // checked before any work
   const modelDir = resolve(flags.model ?? DEFAULT_MODEL_DIR);
   if (!existsSync(join(modelDir, 'model_index.json'))) {
     throw new Error(
@@ -103,6 +107,10 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     fps: flags.fps,
     ...(flags.latents ? { latents: readLatentsFile(flags.latents) } : {}),
   };
+  if (long) {
+    await writeLongVideo(pipe, opts, long, { path: flags.output, format, fps: flags.fps });
+    return flags.output;
+  }
   const bar = new Progress({ label: 'denoising', total: flags.steps, unit: 'steps' });
   try {
     for await (const e of pipe.generate(opts)) {
@@ -125,7 +133,7 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
 }
 
 export function generateCommand(): Command {
-  return new Command('generate')
+  return addLongVideoOptions(new Command('generate'))
     .description('generate a video from a text prompt')
     .argument('<prompt>', 'what the video shows')
     .option('-m, --model <dir>', 'diffusers-layout model folder (default: the shipped model)')
