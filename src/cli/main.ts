@@ -5,6 +5,7 @@ import { evalCommand, registerClipLoader } from './eval.js';
 import { loadClipEmbedder } from '../models/clip/embedder.js';
 import { generateCommand } from './generate.js';
 import { trainCommand } from './train.js';
+import { convertCommand } from './convert.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerClipLoader(loadClipEmbedder);
   program.addCommand(evalCommand());
   program.addCommand(trainCommand());
+  program.addCommand(convertCommand());
   return program;
 }
 

@@ -363,12 +363,13 @@ const HOST_ARRAY: Record<SafetensorsDType, HostArrayConstructor> = {
   F8_E5M2: Uint8Array,
 };
 
-function viewAs(dtype: SafetensorsDType, bytes: Uint8Array): HostArray {
+export function viewAs(dtype: SafetensorsDType, bytes: Uint8Array): HostArray {
   const n = bytes.byteLength / DTYPE_BYTES[dtype];
   return new HOST_ARRAY[dtype](bytes.buffer, bytes.byteOffset, n);
 }
 
-function toFloat32(dtype: SafetensorsDType, bytes: Uint8Array): Float32Array {
+/** Raw little-endian bytes of `dtype` → float32 (see SafetensorsFile.readFloat32). */
+export function toFloat32(dtype: SafetensorsDType, bytes: Uint8Array): Float32Array {
   switch (dtype) {
     case 'F32':
       return viewAs(dtype, bytes) as Float32Array;
@@ -410,6 +411,73 @@ interface WritePlan {
 function planWrite(target: string, source: TensorSource, metadata?: Record<string, string>): WritePlan {
   const entries = source instanceof Map ? [...source.entries()] : Object.entries(source);
   entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const tensors = entries.map(([name, t]) => ({ name, bytes: checkTensorToWrite(target, name, t) }));
+  const header = buildHeader(
+    target,
+    entries.map(([name, t], i) => ({
+      name,
+      dtype: t.dtype,
+      shape: t.shape,
+      byteLength: tensors[i]!.bytes.byteLength,
+    })),
+    metadata,
+  );
+  return { header: header.bytes, tensors, dataLength: header.dataLength };
+}
+
+/** One tensor of a streamed write: its header entry and a function that reads its bytes when it is written. */
+export interface LazyTensorToWrite {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: readonly number[];
+  byteLength: number;
+  read: () => Uint8Array;
+}
+
+/**
+ * Writes a .safetensors file atomically holding one tensor in memory at a time (for converting files larger
+ * than the heap); tensors are sorted by name as in writeSafetensors.
+ */
+export function writeSafetensorsLazy(
+  path: string,
+  tensors: readonly LazyTensorToWrite[],
+  metadata?: Record<string, string>,
+): void {
+  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const t of sorted) {
+    if (t.name === METADATA_KEY)
+      throw err('BAD_HEADER', path, `"${METADATA_KEY}" is reserved and cannot name a tensor`);
+    const expected = elementCount(t.shape) * BigInt(DTYPE_BYTES[t.dtype]);
+    if (expected !== BigInt(t.byteLength)) {
+      throw err(
+        'SHAPE_SIZE_MISMATCH',
+        path,
+        `tensor "${t.name}": shape ${formatShape(t.shape)} of ${t.dtype} needs ${expected} bytes, not ${t.byteLength}`,
+      );
+    }
+  }
+  const header = buildHeader(path, sorted, metadata);
+  atomicWrite(path, (fd) => {
+    writeAll(fd, header.bytes);
+    for (const t of sorted) {
+      const bytes = t.read();
+      if (bytes.byteLength !== t.byteLength) {
+        throw err(
+          'SHAPE_SIZE_MISMATCH',
+          path,
+          `tensor "${t.name}" read ${bytes.byteLength} bytes, header says ${t.byteLength}`,
+        );
+      }
+      writeAll(fd, bytes);
+    }
+  });
+}
+
+function buildHeader(
+  target: string,
+  entries: readonly { name: string; dtype: SafetensorsDType; shape: readonly number[]; byteLength: number }[],
+  metadata?: Record<string, string>,
+): { bytes: Uint8Array; dataLength: number } {
   // Built from entry lists (not by assignment) so that a key like "__proto__" stays an ordinary key.
   const header: [string, unknown][] = [];
   if (metadata !== undefined) {
@@ -420,23 +488,20 @@ function planWrite(target: string, source: TensorSource, metadata?: Record<strin
     }
     header.push([METADATA_KEY, Object.fromEntries(Object.entries(metadata))]);
   }
-  const tensors: PlannedTensor[] = [];
   let offset = 0;
-  for (const [name, t] of entries) {
-    const bytes = checkTensorToWrite(target, name, t);
+  for (const t of entries) {
     header.push([
-      name,
-      { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] },
+      t.name,
+      { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + t.byteLength] },
     ]);
-    tensors.push({ name, bytes });
-    offset += bytes.byteLength;
+    offset += t.byteLength;
   }
   const json = new TextEncoder().encode(JSON.stringify(Object.fromEntries(header)));
   const padded = Math.ceil(json.length / 8) * 8;
   const headerBytes = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
   new DataView(headerBytes.buffer).setBigUint64(0, BigInt(padded), true);
   headerBytes.set(json, 8);
-  return { header: headerBytes, tensors, dataLength: offset };
+  return { bytes: headerBytes, dataLength: offset };
 }
 
 function checkTensorToWrite(target: string, name: string, t: TensorToWrite): Uint8Array {
