@@ -17,9 +17,10 @@ import type {
 import { clipStage } from '../training/stages/clip.js';
 import { vaeStage } from '../training/stages/vae.js';
 import { unetStage } from '../training/stages/unet.js';
+import { vaeTemporalStage } from '../training/stages/vae_temporal.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
-export const TRAINING_STAGES: readonly StageDefinition[] = [clipStage, vaeStage, unetStage];
+export const TRAINING_STAGES: readonly StageDefinition[] = [clipStage, vaeStage, unetStage, vaeTemporalStage];
 
 export interface TrainFlags {
   out?: string;
@@ -46,6 +47,7 @@ export interface TrainFlags {
   trackCentring?: number;
   timestepShift?: number;
   config?: string;
+  base?: string;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -142,7 +144,15 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.timestepShift !== undefined &&
       unetOnly(stage, '--timestep-shift') && { timestepShift: flags.timestepShift }),
     ...(flags.config !== undefined && { configOverrides: readConfigOverrides(stage, flags.config) }),
+    ...(flags.base !== undefined && { base: baseFolder(stage, flags.base) }),
   };
+}
+
+/** `--base <dir>` (vae-temporal only): the pipeline folder whose VAE gets the temporal decoder. */
+function baseFolder(stage: StageDefinition, dir: string): string {
+  if (stage.name !== 'vae-temporal')
+    throw new Error(`--base applies to the vae-temporal stage only, not '${stage.name}'`);
+  return resolve(dir);
 }
 
 /** Runs a stage with Ctrl-C wired to "checkpoint and stop". */
@@ -290,6 +300,10 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       "vae and unet stages: diffusers config keys over the stage's default model (e.g. " +
         '{"block_out_channels": [32, 64, 64, 64], "latent_channels": 8} for a VAE with 8×8 latents); the ' +
         "unet stage takes its in/out channels and sample_size from the components' VAE",
+    )
+    .option(
+      '--base <dir>',
+      'vae-temporal stage: the pipeline folder whose VAE gets the temporal decoder (e.g. models/default)',
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

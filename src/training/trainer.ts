@@ -26,26 +26,41 @@ export class GradStep {
     readonly program: Program,
     private readonly exe: Executable,
     readonly paramNames: readonly string[],
+    private readonly frozen: StateDict | null,
   ) {}
 
+  /**
+   * `frozen`: weights fed as fixed values, with no gradient (fine-tuning a part of a model); then only the
+   * weights named in `trainable` are differentiated and must be in the `params` given to `run`.
+   */
   static async create(
     lossFn: (batch: Record<string, Tensor>) => Tensor | Record<string, Tensor>,
     batchSpecs: readonly InputSpec[],
-    opts: { ep?: ExecutionProvider; threads?: number } = {},
+    opts: {
+      ep?: ExecutionProvider;
+      threads?: number;
+      frozen?: StateDict;
+      trainable?: readonly string[];
+    } = {},
   ): Promise<GradStep> {
+    const { frozen, trainable, ...runtime } = opts;
     const program = valueAndGrad(
       (...args) => lossFn(Object.fromEntries(batchSpecs.map((s, i) => [s.name, args[i]!]))),
       batchSpecs,
+      frozen && trainable ? { wrt: trainable } : {},
     );
-    const paramNames = program.inputs.filter((i) => i.role === 'weight').map((i) => i.name);
-    return new GradStep(program, await compile(program, opts), paramNames);
+    const paramNames =
+      frozen && trainable
+        ? [...trainable]
+        : program.inputs.filter((i) => i.role === 'weight').map((i) => i.name);
+    return new GradStep(program, await compile(program, runtime), paramNames, frozen ?? null);
   }
 
   async run(params: StateDict, batch: Readonly<Record<string, HostTensor>>): Promise<StepResult> {
     const feeds: Record<string, HostTensor> = { ...batch };
     for (const inp of this.program.inputs) {
       if (inp.role !== 'weight') continue;
-      const v = params.get(inp.name);
+      const v = params.get(inp.name) ?? this.frozen?.get(inp.name);
       if (!v) throw new Error(`no value for parameter '${inp.name}'`);
       feeds[inp.name] = hostTensor(v, inp.v.shape, 'float32');
     }

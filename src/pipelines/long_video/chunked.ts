@@ -99,6 +99,10 @@ export type LongVideoEvent =
       /** Absolute index of the first frame in `frames`. */
       firstFrame: number;
       frames: Uint8Array[];
+      /** The chunk's latents as written [1, C, F, h, w] (overlap frames = those on screen), to re-decode. */
+      latents: HostTensor;
+      /** Frames of `latents` before the new ones (0 for the first chunk, else O). */
+      skip: number;
       width: number;
       height: number;
     }
@@ -264,9 +268,11 @@ export async function* generateLongVideo(
           hw,
         )
       : final;
-    const frames = await decodeNewFrames(pipe, asWritten, shape, from - start, to - from, o.decodeBatchSize);
+    const skip = from - start;
+    const frames = await decodeChunkFrames(pipe, asWritten, shape, skip, to - from, o.decodeBatchSize);
     written += frames.frames.length;
-    yield { kind: 'chunk-done', chunk: k, chunks: plan.chunks, firstFrame: from, ...frames };
+    const latents = hostTensor(asWritten, latentsShape);
+    yield { kind: 'chunk-done', chunk: k, chunks: plan.chunks, firstFrame: from, ...frames, latents, skip };
     previous = { index: k, initialNoise: initial, final: asWritten };
   }
   yield { kind: 'done', frames: written, chunks: plan.chunks, width, height };
@@ -277,7 +283,7 @@ export async function* generateLongVideo(
  * temporal decoder (VidRD) also gets the frames before them (already on screen) as context, so its
  * temporal layers see across the chunk boundary, and their outputs are dropped.
  */
-async function decodeNewFrames(
+export async function decodeChunkFrames(
   pipe: TextToVideoPipeline,
   chunkLatents: Float32Array,
   shape: LatentShape,

@@ -90,6 +90,8 @@ export interface StageOptions {
    * --config <file.json>`), e.g. a VAE with a spatial factor of 8; the CLI rejects it for the clip stage.
    */
   readonly configOverrides?: Readonly<Record<string, unknown>>;
+  /** vae-temporal stage: the pipeline folder whose VAE gets the temporal decoder; the CLI rejects it for others. */
+  readonly base?: string;
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */
