@@ -206,3 +206,24 @@ test('naive continuation: the overlap frames are the written ones, re-noised at 
   assert.equal(frames.length, 6);
   assert.equal(frames[0]!.length, 16 * 16 * 3);
 });
+
+test('an untrained temporal decoder (zero-initialised) decodes long videos as the image decoder does', async () => {
+  const pipe = await tinyPipeline();
+  const base = pipe.components.vae;
+  const cfg = JSON.parse(readFileSync(join(FIX, 'vae', 'config.json'), 'utf8')) as Record<string, unknown>;
+  const temporal = AutoencoderKL.fromConfig({ ...cfg, temporal_decoder: true });
+  const sd = temporal.initParameters(9);
+  for (const [k, v] of base.stateDict) sd.set(k, v);
+  temporal.loadWeights(sd);
+  const withTemporal = new TextToVideoPipeline({ ...pipe.components, vae: temporal });
+  const o = { frames: 6, chunk: 4, overlap: 2, steps: 2 };
+  const framesOf = (ev: LongVideoEvent[]) => ev.flatMap((e) => (e.kind === 'chunk-done' ? e.frames : []));
+  const a = framesOf(await collect(pipe, naiveMode(), o));
+  const b = framesOf(await collect(withTemporal, naiveMode(), o));
+  assert.equal(b.length, 6);
+  a.forEach((f, i) => {
+    let m = 0;
+    for (let k = 0; k < f.length; k++) m = Math.max(m, Math.abs(f[k]! - b[i]![k]!));
+    assert.ok(m <= 1, `frame ${i}: max difference ${m}`);
+  });
+});
