@@ -6,6 +6,8 @@ import { loadClipEmbedder } from '../models/clip/embedder.js';
 import { generateCommand } from './generate.js';
 import { trainCommand } from './train.js';
 import { convertCommand } from './convert.js';
+import { serveCommand } from './serve.js';
+import { workerCommand } from './worker.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -18,6 +20,8 @@ export function buildProgram(): Command {
   program.addCommand(evalCommand());
   program.addCommand(trainCommand());
   program.addCommand(convertCommand());
+  program.addCommand(serveCommand());
+  program.addCommand(workerCommand());
   return program;
 }
 
