@@ -21,7 +21,8 @@ import { DDPMScheduler } from '../src/schedulers/ddpm.js';
 import { trainSchedulerConfig } from '../src/training/stages/unet.js';
 import { COLOUR_RGB, canonicalCaption, toFloatCHW, worldSample } from '../src/training/data/world.js';
 import type { MotionName, SceneSpec } from '../src/training/data/world.js';
-import { scoreVideo, slope } from '../src/training/data/oracle.js';
+import { scoreVideo } from '../src/training/data/oracle.js';
+import { colourMassVelocity, velocityAlong } from '../src/training/data/colour_mass.js';
 
 const DIRECTIONS: MotionName[] = ['left', 'right', 'up', 'down'];
 const TIMESTEPS = [999, 990, 900, 800, 650];
@@ -57,42 +58,11 @@ const program = compileWithWeights(
   unet.stateDict,
 );
 
-/** The component of velocity (vx, vy) along direction d. */
-function component(d: MotionName, vx: number, vy: number): number {
-  return d === 'left' ? -vx : d === 'right' ? vx : d === 'up' ? -vy : vy;
-}
-
-/**
- * Velocity (px/frame) along d of the object's colour mass: each frame's centroid of the pixels weighted by
- * their closeness to the object's RGB colour (a Gaussian of width 40 in RGB distance), fitted by a line over
- * the frames. Unlike the oracle, which needs a segmentable object, it also follows the blurred blob of a
- * high-noise estimate (the mean of the places the object could be).
- */
-function colourMassVelocity(frames: Uint8Array[], rgb: readonly number[], d: MotionName): number {
-  const xs: number[] = [];
-  const ys: number[] = [];
-  for (const f of frames) {
-    let [w, sx, sy] = [0, 0, 0];
-    for (let k = 0; k < SIZE * SIZE; k++) {
-      const dist2 =
-        (f[3 * k]! - rgb[0]!) ** 2 + (f[3 * k + 1]! - rgb[1]!) ** 2 + (f[3 * k + 2]! - rgb[2]!) ** 2;
-      const wk = Math.exp(-dist2 / (2 * 40 * 40));
-      w += wk;
-      sx += wk * (k % SIZE);
-      sy += wk * Math.floor(k / SIZE);
-    }
-    xs.push(w > 0 ? sx / w : SIZE / 2);
-    ys.push(w > 0 ? sy / w : SIZE / 2);
-  }
-  const ts = frames.map((_, i) => i);
-  return component(d, slope(ts, xs), slope(ts, ys));
-}
-
 /**
  * Velocities (px/frame, reference frame) along `d` of the object in the decoded one-step estimate: the
  * oracle's (NaN when it does not find the object) and the colour mass's.
  */
-async function velocityAlong(
+async function estimateVelocities(
   x0: Float32Array,
   caption: string,
   d: MotionName,
@@ -103,7 +73,13 @@ async function velocityAlong(
     objects: Array<{ measured: { vx: number; vy: number } | null }>;
   };
   const m = details.objects[0]?.measured;
-  return { oracle: m ? component(d, m.vx, m.vy) : NaN, mass: colourMassVelocity(frames, rgb, d) };
+  return { oracle: m ? velocityAlong(d, m.vx, m.vy) : NaN, mass: massVelocityAlong(frames, rgb, d) };
+}
+
+/** Colour-mass velocity along d (px/frame). */
+function massVelocityAlong(frames: Uint8Array[], rgb: readonly number[], d: MotionName): number {
+  const { vx, vy } = colourMassVelocity(frames, SIZE, rgb);
+  return velocityAlong(d, vx, vy);
 }
 
 const { exe } = await program;
@@ -139,7 +115,7 @@ for (let index = 600_000; found < o.clips; index++) {
       const x0 = vPrediction
         ? xt.map((v, i) => Math.sqrt(a) * v - Math.sqrt(1 - a) * raw[i]!)
         : xt.map((v, i) => (v - Math.sqrt(1 - a) * raw[i]!) / Math.sqrt(a));
-      const { oracle: v, mass } = await velocityAlong(x0, caption, d, COLOUR_RGB[obj.colour]);
+      const { oracle: v, mass } = await estimateVelocities(x0, caption, d, COLOUR_RGB[obj.colour]);
       along.get(t)!.push(v);
       massAlong.get(t)!.push(mass);
       if (d === obj.motion) {

@@ -230,6 +230,14 @@ export interface UnetStageSettings {
    * the caption has to decide the layout and the direction of motion; the minimiser at each t is unchanged.
    */
   readonly timestepShift?: number;
+  /**
+   * Share p in [0, 1) of the samples trained at the last timestep t = T − 1 exactly (default 0). Under zero
+   * terminal SNR that input is pure noise, the one place where only the caption can say what the clip shows:
+   * at every t < T − 1 even a faint trace of the clip in the input predicts it better than the words, so a
+   * UNet trained on uniform (or shifted) timesteps learns to read the input and ignore the direction word
+   * (measured by `npm run check:direction`). The other samples keep their (shifted) timestep distribution.
+   */
+  readonly terminalShare?: number;
 }
 
 export interface Resolved {
@@ -260,6 +268,8 @@ export interface Resolved {
   trackCentring?: number;
   /** Present only when not 1 (same reason). */
   timestepShift?: number;
+  /** Present only when not 0 (same reason). */
+  terminalShare?: number;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -288,7 +298,10 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     ...(o.motionWeight !== undefined && o.motionWeight !== 0 && { motionWeight: o.motionWeight }),
     ...(o.trackCentring !== undefined && o.trackCentring !== 1 && { trackCentring: o.trackCentring }),
     ...(o.timestepShift !== undefined && o.timestepShift !== 1 && { timestepShift: o.timestepShift }),
+    ...(o.terminalShare !== undefined && o.terminalShare !== 0 && { terminalShare: o.terminalShare }),
   };
+  if (r.terminalShare !== undefined && !(r.terminalShare > 0 && r.terminalShare < 1))
+    throw new RangeError(`unet stage: terminalShare must be in [0, 1), got ${r.terminalShare}`);
   if (r.timestepShift !== undefined && !(r.timestepShift > 0 && Number.isFinite(r.timestepShift)))
     throw new RangeError(`unet stage: timestepShift must be a positive number, got ${r.timestepShift}`);
   if (r.trackCentring !== undefined) checkTrackCentring(r.trackCentring, 'unet stage');
@@ -342,6 +355,16 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
   if (!Number.isSafeInteger(r.seed) || r.seed < 0 || r.seed >= 2 ** 31)
     throw new RangeError(`unet stage: seed must be an integer in [0, 2^31), got ${r.seed}`);
   return r;
+}
+
+/**
+ * A training timestep from one uniform u in [0, 1): T − 1 when u < p (the terminal share), else SD3's shifted
+ * time of u rescaled to [0, 1). One uniform per sample either way, so other draws do not move.
+ */
+export function trainingTimestep(u: number, T: number, shift: number, terminalShare: number): number {
+  if (u < terminalShare) return T - 1;
+  const v = (u - terminalShare) / (1 - terminalShare);
+  return Math.min(T - 1, Math.floor(shiftedTime(v, shift) * T));
 }
 
 /** SD3's timestep shift of u in [0, 1): s·u / (1 + (s − 1)·u), u itself for s = 1. */
@@ -560,7 +583,9 @@ export class UnetTrainingData {
         const { inputIds } = this.tokenizer.encode(caption);
         inputIds.forEach((id, j) => (context[i * this.tokens + j] = BigInt(id)));
       } else context.set(await this.embed(caption), i * this.tokens * this.textHidden);
-      timesteps.push(Math.min(T - 1, Math.floor(shiftedTime(u[count + i]!, this.r.timestepShift ?? 1) * T)));
+      timesteps.push(
+        trainingTimestep(u[count + i]!, T, this.r.timestepShift ?? 1, this.r.terminalShare ?? 0),
+      );
     }
     return { count, frames, pixels, context, timesteps };
   }

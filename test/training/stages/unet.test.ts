@@ -29,6 +29,7 @@ import {
   exportUnetCheckpoint,
   resolveUnetSettings,
   shiftedTime,
+  trainingTimestep,
   TEXT_ENCODER_PREFIX,
   TEXT_PROBE_PREFIX,
   TRAIN_SCHEDULER_CONFIG,
@@ -340,6 +341,35 @@ test('UNet stage: timestepShift moves the same draws to higher noise (SD3 shift)
     assert.ok(a.every((t, i) => b[i]! >= t && b[i]! <= Math.ceil(1000 * shiftedTime((t + 1) / 1000, 3))));
     const high = (ts: number[]): number => ts.filter((t) => t >= 900).length / ts.length;
     assert.ok(high(a) < 0.16 && high(b) > 0.18 && high(b) < 0.33, `t ≥ 900: ${high(a)} → ${high(b)}`);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('UNet stage: terminalShare trains that share of the samples at t = T − 1, the rest keep their law', async () => {
+  assert.equal(trainingTimestep(0.1, 1000, 1, 0.3), 999);
+  assert.equal(trainingTimestep(0.3, 1000, 1, 0.3), 0, 'the rest is rescaled to start at 0');
+  assert.equal(trainingTimestep(0.65, 1000, 1, 0.3), 500);
+  assert.equal(trainingTimestep(0.65, 1000, 1, 0), 650, 'share 0 is the plain law');
+  assert.equal(trainingTimestep(0.65, 1000, 3, 0), Math.floor(shiftedTime(0.65, 3) * 1000));
+  assert.equal(resolveUnetSettings({ terminalShare: 0 }, 1, 0).terminalShare, undefined);
+  assert.throws(() => resolveUnetSettings({ terminalShare: 1 }, 1, 0), /terminalShare must be in \[0, 1\)/);
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-stage-'));
+  try {
+    const dir = componentsDir(root);
+    const common = { source: squares, frames: 2, width: 16, height: 16, images: 1 };
+    const data = await UnetTrainingData.load(
+      dir,
+      squares,
+      resolveUnetSettings({ ...common, terminalShare: 0.3 }, 4, 3),
+    );
+    const ts: number[] = [];
+    for (let step = 0; step < 60; step++) {
+      const x = await data.batch(step);
+      for (const prefix of ['', 'image_']) ts.push(...(x[`${prefix}timestep`]!.data as Float32Array));
+    }
+    const terminal = ts.filter((t) => t === 999).length / ts.length;
+    assert.ok(terminal > 0.2 && terminal < 0.4, `share at t = 999: ${terminal}`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
