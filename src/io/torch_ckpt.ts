@@ -62,6 +62,11 @@ function ckptError(code: CheckpointErrorCode, path: string, message: string): Ki
 export interface TorchCheckpointOptions {
   /** Unknown globals outside the tensors become inert placeholders instead of refusing the file. */
   inertUnknown?: boolean;
+  /**
+   * The top-level entry whose tensors `keys()` lists (default: `state_dict` when the file has one, as Lightning
+   * files do, else the whole top-level dict). Missing or not a dict: CKPT_NO_STATE_DICT.
+   */
+  stateDictKey?: string;
 }
 
 export interface CkptTensorInfo {
@@ -107,7 +112,7 @@ export class TorchCheckpoint {
         `not a PyTorch checkpoint (starts with bytes ${[...head.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}; want a zip or a pickle)`,
       );
     }
-    const { stateDict, metadata } = this.#locateStateDict();
+    const { stateDict, metadata } = this.#locateStateDict(opts.stateDictKey);
     this.metadata = metadata;
     this.skipped = [];
     this.#tensors = this.#flatten(stateDict, this.skipped);
@@ -436,7 +441,7 @@ export class TorchCheckpoint {
     return root;
   }
 
-  #locateStateDict(): { stateDict: PickleDict; metadata: Record<string, string> } {
+  #locateStateDict(key?: string): { stateDict: PickleDict; metadata: Record<string, string> } {
     const root = this.root;
     if (!(root instanceof PickleDict)) {
       throw ckptError(
@@ -445,7 +450,14 @@ export class TorchCheckpoint {
         `top-level object is of type ${typeName(root)}, not a dict of tensors`,
       );
     }
-    const inner = root.map.get('state_dict');
+    const inner = root.map.get(key ?? 'state_dict');
+    if (key !== undefined && !(inner instanceof PickleDict)) {
+      throw ckptError(
+        'CKPT_NO_STATE_DICT',
+        this.path,
+        `top-level entry "${key}" is ${inner === undefined ? 'absent' : `of type ${typeName(inner)}`}, not a dict of tensors`,
+      );
+    }
     if (!(inner instanceof PickleDict)) return { stateDict: root, metadata: {} };
     const metadata: Record<string, string> = {};
     for (const [k, v] of root.map) {
@@ -504,4 +516,24 @@ export class TorchCheckpoint {
     walk(dict, '', 0);
     return out;
   }
+}
+
+/** Dicts, lists, tuples and scalars of a pickled value as plain JSON-like data (tensors and other objects: null). */
+export function toPlain(value: unknown, depth = 0): unknown {
+  if (depth > 32) return null;
+  if (
+    value === null ||
+    typeof value === 'string' ||
+    typeof value === 'number' ||
+    typeof value === 'boolean'
+  ) {
+    return value;
+  }
+  if (typeof value === 'bigint') return value.toString();
+  if (Array.isArray(value)) return value.map((v) => toPlain(v, depth + 1));
+  if (value instanceof PickleTuple) return value.items.map((v) => toPlain(v, depth + 1));
+  if (value instanceof PickleDict) {
+    return Object.fromEntries([...value.map].map(([k, v]) => [String(k), toPlain(v, depth + 1)]));
+  }
+  return null;
 }
