@@ -1,14 +1,17 @@
 // Runs Programs with ONNX Runtime: emit once, cache the session by graph signature, feed host tensors.
-import { createHash } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+// The ONNX Runtime package comes from ort_backend.ts: onnxruntime-node in Node, onnxruntime-web in the browser
+// bundle (which swaps in ort_backend.web.ts); everything here is shared.
+import type * as ort from 'onnxruntime-node';
+import type { ExecutionProvider } from './backend.js';
 import type { DType, HostData, Program, Shape } from './ir.js';
 import { numel } from './ir.js';
 import { emitOnnx } from './onnx/emit.js';
+import { ortBackend } from './ort_backend.js';
 
-export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+export type { ExecutionProvider } from './backend.js';
+
+/** Which ONNX Runtime package this build runs on, and the provider used when none is named. */
+export const runtimeBackend = { name: ortBackend.name, defaultEp: ortBackend.defaultEp } as const;
 
 export interface HostTensor {
   readonly dtype: DType;
@@ -88,27 +91,28 @@ export class Executable {
     const inputNames = program.inputs
       .filter((i) => !(i.role === 'weight' && init?.has(i.name)))
       .map((i) => i.name);
-    const ep = opts.ep ?? 'cpu';
+    const ep = opts.ep ?? ortBackend.defaultEp;
     const so: ort.InferenceSession.SessionOptions = {
       executionProviders: [ep],
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: ortBackend.optimizationLevel(ep),
       intraOpNumThreads: opts.threads ?? 0,
       interOpNumThreads: 1,
       executionMode: 'sequential',
     };
-    const profile = process.env['KINEMA_ORT_PROFILE'];
+    const profile = ortBackend.profilePrefix();
     if (profile) Object.assign(so, { enableProfiling: true, profileFilePrefix: profile });
     const weightBytes = init ? [...init.values()].reduce((s, d) => s + d.byteLength, 0) : 0;
     if (opts.externalData || weightBytes > EXTERNAL_THRESHOLD) {
-      const session = await createWithExternalData(program, init, so, emitTarget(ep, opts)).catch(
-        (e: unknown) => {
-          throw providerError(ep, e);
-        },
-      );
+      const target = { ...(init ? { initializers: init } : {}), ...emitTarget(ep, opts) };
+      const emit = (write: (b: Uint8Array) => number): Uint8Array =>
+        emitOnnx(program, { ...target, externalDataFile: { location: 'weights.bin', write } });
+      const session = await ortBackend.createWithExternalData(emit, so).catch((e: unknown) => {
+        throw providerError(ep, e);
+      });
       return new Executable(program, session, inputNames);
     }
     const bytes = emitOnnx(program, { ...(init ? { initializers: init } : {}), ...emitTarget(ep, opts) });
-    const session = await ort.InferenceSession.create(bytes, so).catch((e: unknown) => {
+    const session = await ortBackend.InferenceSession.create(bytes, so).catch((e: unknown) => {
       throw providerError(ep, e);
     });
     return new Executable(program, session, inputNames);
@@ -132,7 +136,7 @@ export class Executable {
       }
       if (t.dtype === 'bfloat16')
         throw new Error(`input '${name}': bfloat16 tensors must be cast to float32 on the host`);
-      ortFeeds[name] = new ort.Tensor(t.dtype, t.data as ort.Tensor.DataType, [...t.shape]);
+      ortFeeds[name] = new ortBackend.Tensor(t.dtype, t.data as ort.Tensor.DataType, [...t.shape]);
     }
     const results = await this.session.run(ortFeeds);
     const out: Record<string, HostTensor> = {};
@@ -146,48 +150,8 @@ export class Executable {
   }
 
   async release(): Promise<void> {
-    if (process.env['KINEMA_ORT_PROFILE']) this.session.endProfiling();
+    if (ortBackend.profilePrefix()) this.session.endProfiling();
     await this.session.release();
-  }
-}
-
-async function createWithExternalData(
-  program: Program,
-  init: ReadonlyMap<string, HostData> | undefined,
-  so: ort.InferenceSession.SessionOptions,
-  target: { fusedAttention: boolean },
-): Promise<ort.InferenceSession> {
-  const dir = mkdtempSync(join(tmpdir(), 'kinema-onnx-'));
-  try {
-    const fd = openSync(join(dir, 'weights.bin'), 'w');
-    let offset = 0;
-    let bytes: Uint8Array;
-    try {
-      bytes = emitOnnx(program, {
-        ...(init ? { initializers: init } : {}),
-        ...target,
-        externalDataFile: {
-          location: 'weights.bin',
-          write: (b) => {
-            const at = offset;
-            for (let done = 0; done < b.length;)
-              done += writeSync(fd, b, done, Math.min(b.length - done, 1 << 30), at + done);
-            offset += b.length;
-            const padTo = Math.ceil(offset / 64) * 64; // keep each tensor 64-byte aligned
-            if (padTo > offset) writeSync(fd, new Uint8Array(padTo - offset), 0, padTo - offset, offset);
-            offset = padTo;
-            return at;
-          },
-        },
-      });
-    } finally {
-      closeSync(fd);
-    }
-    const modelPath = join(dir, 'model.onnx');
-    writeFileSync(modelPath, bytes);
-    return await ort.InferenceSession.create(modelPath, so);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -195,7 +159,7 @@ const cache = new Map<string, Promise<Executable>>();
 
 /** Structural signature of a program (equations, shapes, params, literal values). */
 export function programSignature(program: Program): string {
-  const h = createHash('sha256');
+  const h = ortBackend.sha256();
   h.update(JSON.stringify(program.inputs.map((i) => [i.name, i.role, i.v.id, i.v.shape, i.v.dtype])));
   for (const e of program.eqns) {
     h.update(JSON.stringify([e.prim, e.params, e.outputs.map((o) => [o.id, o.shape, o.dtype])]));
@@ -205,14 +169,14 @@ export function programSignature(program: Program): string {
     }
   }
   h.update(JSON.stringify(program.outputs.map((o) => [o.name, o.atom.id])));
-  return h.digest('hex');
+  return h.digestHex();
 }
 
 /** Compiles (or returns the cached session for) a program with the given options. */
 export function compile(program: Program, opts: CompileOptions = {}): Promise<Executable> {
   const key = [
     programSignature(program),
-    opts.ep ?? 'cpu',
+    opts.ep ?? ortBackend.defaultEp,
     opts.weightsKey ?? (opts.initializers ? 'anon' : 'none'),
     opts.threads ?? 0,
     opts.fusedAttention ?? 'auto',

@@ -2,7 +2,8 @@
 // `NaN`, `Infinity` and `-Infinity` (outside strings). Hub scheduler configs contain e.g.
 // `"lambda_min_clipped": -Infinity`, which plain `JSON.parse` rejects.
 
-import { readFile } from 'node:fs/promises';
+import { resolveLoader } from './loader.js';
+import type { FileLoader } from './loader.js';
 
 /** Parse error with the source name and a 1-based line:column position. */
 export class JsonParseError extends Error {
@@ -31,10 +32,10 @@ export function parseJsonLenient(text: string, source = '<json>'): unknown {
 }
 
 /** Read a UTF-8 file and parse it with {@link parseJsonLenient}; errors name the file. */
-export async function readJsonLenient(path: string): Promise<unknown> {
+export async function readJsonLenient(path: string, loader?: FileLoader): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = resolveLoader(loader).readText(path);
   } catch (err) {
     throw new Error(`cannot read JSON file ${path}: ${(err as Error).message}`);
   }

@@ -1,10 +1,11 @@
 // Reading Hugging Face model folders (diffusers and transformers layouts): config.json, model_index.json,
 // component sub-folders and safetensors weights (single file, variant file or sharded with an index JSON).
 // Weights are upcast to float32 on the CPU at load time; keys can be renamed or dropped at this boundary.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+// Files are read through a FileLoader (the disk in Node, a fetched folder in a browser).
 import { parseJsonLenient } from './json.js';
-import { SafetensorsFile } from './safetensors.js';
+import { joinPath as join, resolveLoader } from './loader.js';
+import type { FileLoader } from './loader.js';
+import { SafetensorsFile } from './safetensors_format.js';
 
 /** A model folder (or one of its files) is missing, unreadable or inconsistent; the message names it. */
 export class ModelLoadError extends Error {
@@ -23,6 +24,8 @@ export interface WeightsOptions {
    * `null`: the plain file only.
    */
   variant?: WeightsVariant | null;
+  /** Where the files are read from (default: the platform's, i.e. the file system in Node). */
+  loader?: FileLoader;
 }
 
 export interface LoadStateDictOptions extends WeightsOptions {
@@ -43,12 +46,12 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function readJsonObject(path: string, what: string): Record<string, unknown> {
+function readJsonObject(path: string, what: string, loader?: FileLoader): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = resolveLoader(loader).readText(path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = (err as { code?: unknown }).code;
     const reason = code === 'ENOENT' ? 'file not found' : (err as Error).message;
     throw new ModelLoadError(`cannot read ${what} ${path}: ${reason}`);
   }
@@ -62,40 +65,37 @@ function readJsonObject(path: string, what: string): Record<string, unknown> {
   return value;
 }
 
-function requireDirectory(dir: string, what: string): void {
-  let isDir = false;
-  try {
-    isDir = statSync(dir).isDirectory();
-  } catch {
-    throw new ModelLoadError(`${what} ${dir} does not exist`);
-  }
-  if (!isDir) throw new ModelLoadError(`${what} ${dir} is not a folder`);
+function requireDirectory(dir: string, what: string, loader: FileLoader): void {
+  const kind = loader.kind(dir);
+  if (kind === null) throw new ModelLoadError(`${what} ${dir} does not exist`);
+  if (kind !== 'dir') throw new ModelLoadError(`${what} ${dir} is not a folder`);
 }
 
 /** `dir/config.json` as an object (NaN/Infinity literals accepted). */
-export function readConfig(dir: string): Record<string, unknown> {
-  return readJsonObject(join(dir, 'config.json'), 'model config');
+export function readConfig(dir: string, loader?: FileLoader): Record<string, unknown> {
+  return readJsonObject(join(dir, 'config.json'), 'model config', loader);
 }
 
 /** `root/model_index.json` of a pipeline folder: component name → [library, class name], plus metadata. */
-export function readModelIndex(dir: string): Record<string, [string, string] | unknown> {
-  return readJsonObject(join(dir, 'model_index.json'), 'pipeline index');
+export function readModelIndex(dir: string, loader?: FileLoader): Record<string, [string, string] | unknown> {
+  return readJsonObject(join(dir, 'model_index.json'), 'pipeline index', loader);
 }
 
 /** The folder of pipeline component `name` (e.g. 'unet', 'vae', 'text_encoder') under `root`. */
-export function componentDir(root: string, name: string): string {
-  requireDirectory(root, 'pipeline folder');
+export function componentDir(root: string, name: string, loader?: FileLoader): string {
+  const files = resolveLoader(loader);
+  requireDirectory(root, 'pipeline folder', files);
   const dir = join(root, name);
-  if (!existsSync(dir)) {
-    const present = readdirSync(root, { withFileTypes: true })
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name)
-      .sort();
+  if (files.kind(dir) === null) {
+    const present = files
+      .list(root)
+      .filter((e) => e.isDir)
+      .map((e) => e.name);
     throw new ModelLoadError(
       `pipeline folder ${root} has no component folder '${name}' (sub-folders: ${present.join(', ') || 'none'})`,
     );
   }
-  requireDirectory(dir, `component '${name}'`);
+  requireDirectory(dir, `component '${name}'`, files);
   return dir;
 }
 
@@ -120,17 +120,18 @@ function variantOrder(opts: WeightsOptions): (WeightsVariant | null)[] {
  * rejected: only safetensors is supported.
  */
 export function findWeightsFile(dir: string, opts: WeightsOptions = {}): string {
-  requireDirectory(dir, 'model folder');
+  const files = resolveLoader(opts.loader);
+  requireDirectory(dir, 'model folder', files);
   for (const variant of variantOrder(opts)) {
     for (const base of WEIGHT_BASENAMES) {
       const single = join(dir, withVariant(`${base}.safetensors`, variant));
-      if (existsSync(single)) return single;
+      if (files.kind(single) !== null) return single;
       const index = join(dir, withVariant(`${base}.safetensors.index.json`, variant));
-      if (existsSync(index)) return index;
+      if (files.kind(index) !== null) return index;
     }
   }
-  const files = readdirSync(dir).sort();
-  const bins = files.filter(
+  const present = files.list(dir).map((e) => e.name);
+  const bins = present.filter(
     (f) => f.endsWith('.bin') || f.endsWith('.bin.index.json') || f.endsWith('.ckpt'),
   );
   if (bins.length > 0) {
@@ -144,13 +145,13 @@ export function findWeightsFile(dir: string, opts: WeightsOptions = {}): string 
     .join(' or ');
   throw new ModelLoadError(
     `model folder ${dir} has no weights file: looked for ${wanted} (or a sharded .safetensors.index.json); ` +
-      `files present: ${files.join(', ') || 'none'}`,
+      `files present: ${present.join(', ') || 'none'}`,
   );
 }
 
 /** The shard files of a sharded checkpoint, each with the keys its index assigns to it. */
-function readShardIndex(indexPath: string, dir: string): Map<string, string[]> {
-  const index = readJsonObject(indexPath, 'weights index');
+function readShardIndex(indexPath: string, dir: string, loader: FileLoader): Map<string, string[]> {
+  const index = readJsonObject(indexPath, 'weights index', loader);
   const weightMap = index['weight_map'];
   if (!isPlainObject(weightMap)) {
     throw new ModelLoadError(`weights index ${indexPath} has no "weight_map" object`);
@@ -191,7 +192,7 @@ function loadFile(
   names: string[] | null,
   opts: LoadStateDictOptions,
 ): void {
-  const file = SafetensorsFile.open(path);
+  const file = SafetensorsFile.open(path, opts.loader);
   try {
     for (const name of names ?? file.names()) {
       if (!file.has(name)) {
@@ -217,9 +218,10 @@ export function loadStateDict(dir: string, opts: LoadStateDictOptions = {}): Loa
     loadFile(out, path, null, opts);
     return out;
   }
-  for (const [shard, names] of readShardIndex(path, dir)) {
+  const files = resolveLoader(opts.loader);
+  for (const [shard, names] of readShardIndex(path, dir, files)) {
     const shardPath = join(dir, shard);
-    if (!existsSync(shardPath)) {
+    if (files.kind(shardPath) === null) {
       throw new ModelLoadError(`weights index ${path} names shard ${shard}, which is missing from ${dir}`);
     }
     loadFile(out, shardPath, names, opts);

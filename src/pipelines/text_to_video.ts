@@ -2,8 +2,6 @@
 // (uncond, cond) embeddings → scheduler loop with classifier-free guidance (the guidance pair and the
 // combination eps_u + s·(eps_c − eps_u) run as ONE compiled program) → VAE decode in frame batches → RGB frames.
 // The denoising loop is an async generator: the CLI draws a progress bar from it, a server could stream it.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Tensor } from '../engine/tensor.js';
 import * as op from '../engine/ops.js';
 import { hostTensor } from '../engine/runtime.js';
@@ -18,6 +16,8 @@ import { AutoencoderKL } from '../models/vae/autoencoder_kl.js';
 import { loadScheduler, mixFrameNoise } from '../schedulers/index.js';
 import type { Scheduler, SchedulerName } from '../schedulers/index.js';
 import { ModelLoadError, readModelIndex } from '../io/model_folder.js';
+import { joinPath as join, resolveLoader } from '../io/loader.js';
+import type { FileLoader } from '../io/loader.js';
 
 export interface TextToVideoOptions {
   prompt: string;
@@ -77,26 +77,38 @@ export class TextToVideoPipeline {
     readonly ep: ExecutionProvider = 'cpu',
   ) {}
 
-  /** Loads a diffusers-layout folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/). */
+  /**
+   * Loads a diffusers-layout folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/),
+   * from the file system or, with `loader`, from wherever that reads (a fetched folder in a browser).
+   */
   static async fromPretrained(
     dir: string,
-    opts: { scheduler?: SchedulerName; variant?: 'fp16' | 'bf16' | null; ep?: ExecutionProvider } = {},
+    opts: {
+      scheduler?: SchedulerName;
+      variant?: 'fp16' | 'bf16' | null;
+      ep?: ExecutionProvider;
+      loader?: FileLoader;
+    } = {},
   ): Promise<TextToVideoPipeline> {
-    if (!existsSync(dir)) throw new ModelLoadError(`model folder ${dir} does not exist`);
-    readModelIndex(dir); // a diffusers folder must have model_index.json
+    const files = resolveLoader(opts.loader);
+    if (files.kind(dir) === null) throw new ModelLoadError(`model folder ${dir} does not exist`);
+    readModelIndex(dir, files); // a diffusers folder must have model_index.json
     const folder = (names: string[]): string => {
-      const hit = names.find((n) => existsSync(join(dir, n)));
+      const hit = names.find((n) => files.kind(join(dir, n)) !== null);
       if (!hit) throw new ModelLoadError(`${dir}: missing component folder ${names.join(' or ')}`);
       return join(dir, hit);
     };
-    const variant = opts.variant === undefined ? {} : { variant: opts.variant };
+    const variant = {
+      ...(opts.variant !== undefined && { variant: opts.variant }),
+      ...(opts.loader && { loader: opts.loader }),
+    };
     const onEp = { ...variant, ...(opts.ep !== undefined && { ep: opts.ep }) };
     const [tokenizer, textEncoder, unet, vae, scheduler] = await Promise.all([
-      CLIPTokenizer.fromPretrained(folder(['tokenizer'])),
+      CLIPTokenizer.fromPretrained(folder(['tokenizer']), opts.loader ? { loader: opts.loader } : {}),
       CLIPTextModel.fromPretrained(folder(['text_encoder']), onEp),
       UNet3DConditionModel.fromPretrained(folder(UNET_FOLDERS), variant),
       AutoencoderKL.fromPretrained(folder(['vae']), onEp),
-      loadScheduler(folder(['scheduler']), opts.scheduler),
+      loadScheduler(folder(['scheduler']), opts.scheduler, opts.loader),
     ]);
     return new TextToVideoPipeline({ tokenizer, textEncoder, unet, vae, scheduler }, opts.ep ?? 'cpu');
   }

@@ -1,7 +1,8 @@
 // Scheduler factory: builds a scheduler from a diffusers `scheduler_config.json` object or folder.
 
-import { join } from 'node:path';
 import { readJsonLenient } from '../io/json.js';
+import { joinPath as join } from '../io/loader.js';
+import type { FileLoader } from '../io/loader.js';
 import { DDIMScheduler } from './ddim.js';
 import { DDPMScheduler } from './ddpm.js';
 import { DPMSolverMultistepScheduler } from './dpm_solver_multistep.js';
@@ -71,9 +72,13 @@ export function schedulerFromConfig(config: Record<string, unknown>, override?: 
 }
 
 /** Load `<dir>/scheduler_config.json` (Python-style NaN/Infinity accepted) and build the scheduler. */
-export async function loadScheduler(dir: string, override?: SchedulerName): Promise<Scheduler> {
+export async function loadScheduler(
+  dir: string,
+  override?: SchedulerName,
+  loader?: FileLoader,
+): Promise<Scheduler> {
   const path = join(dir, 'scheduler_config.json');
-  const config = await readJsonLenient(path);
+  const config = await readJsonLenient(path, loader);
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new Error(`${path}: expected a JSON object`);
   }

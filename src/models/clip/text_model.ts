@@ -11,6 +11,7 @@ import { Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { Module, ModuleList, type StateDict } from '../../nn/module.js';
 import { compileWithWeights, type CompiledFunction } from '../../nn/compile.js';
 import { ModelLoadError, loadStateDict, readConfig, type WeightsVariant } from '../../io/model_folder.js';
+import type { FileLoader } from '../../io/loader.js';
 import {
   parseClipTextConfig,
   type ClipActivation,
@@ -281,6 +282,8 @@ export interface ClipLoadOptions {
   variant?: WeightsVariant | null;
   ep?: ExecutionProvider;
   threads?: number;
+  /** Where the folder is read from (default: the platform's, i.e. the file system in Node). */
+  loader?: FileLoader;
 }
 
 export interface TextModelOptions extends ClipLoadOptions {
@@ -311,8 +314,13 @@ export function loadWeightsFor(
   root: Module,
   dir: string,
   variant: WeightsVariant | null | undefined,
+  loader?: FileLoader,
 ): StateDict {
-  const loaded = loadStateDict(dir, { ...(variant !== undefined && { variant }), keyMap: dropBuffers });
+  const loaded = loadStateDict(dir, {
+    ...(variant !== undefined && { variant }),
+    ...(loader && { loader }),
+    keyMap: dropBuffers,
+  });
   try {
     root.validateStateDict(loaded.stateDict, { shapes: loaded.shapes });
   } catch (err) {
@@ -350,11 +358,11 @@ export class CLIPTextModel {
 
   /** Loads a transformers text-encoder folder (config.json + model[.fp16].safetensors); loading is strict. */
   static async fromPretrained(dir: string, opts: TextModelOptions = {}): Promise<CLIPTextModel> {
-    const config = parseClipTextConfig(readConfig(dir), `${dir}/config.json`);
+    const config = parseClipTextConfig(readConfig(dir, opts.loader), `${dir}/config.json`);
     const withProjection =
       opts.withProjection ?? config.architectures.includes('CLIPTextModelWithProjection');
     const module = new ClipTextRoot(config, withProjection);
-    const stateDict = loadWeightsFor(module, dir, opts.variant);
+    const stateDict = loadWeightsFor(module, dir, opts.variant, opts.loader);
     return new CLIPTextModel(config, module, stateDict, {
       ...(opts.ep && { ep: opts.ep }),
       ...(opts.threads !== undefined && { threads: opts.threads }),

@@ -2,11 +2,10 @@
 // Tokenization itself runs in `@huggingface/tokenizers` from a `tokenizer.json`; folders that only have the
 // slow-tokenizer files (`vocab.json` + `merges.txt`) get the equivalent tokenizer.json built in memory.
 
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { parseJsonLenient } from '../../io/json.js';
+import { joinPath as join, resolveLoader } from '../../io/loader.js';
+import type { FileLoader } from '../../io/loader.js';
 
 /** CLIP's pre-tokenization pattern (contractions, letter runs, single digits, other non-space runs). */
 export const CLIP_SPLIT_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
@@ -73,6 +72,8 @@ export interface CLIPTokenizerOptions {
   slowTokenizerCompat?: boolean;
   /** Remove spaces before punctuation when decoding (tokenizer_config.json's value, default true). */
   cleanUpTokenizationSpaces?: boolean;
+  /** Where fromPretrained reads the folder (default: the platform's, i.e. the file system in Node). */
+  loader?: FileLoader;
 }
 
 export interface EncodeOptions {
@@ -178,9 +179,9 @@ function tokenContent(value: unknown): string | undefined {
   return undefined;
 }
 
-async function readJsonObject(path: string): Promise<Record<string, unknown> | undefined> {
-  if (!existsSync(path)) return undefined;
-  const value = parseJsonLenient(await readFile(path, 'utf8'), path);
+async function readJsonObject(path: string, files: FileLoader): Promise<Record<string, unknown> | undefined> {
+  if (files.kind(path) === null) return undefined;
+  const value = parseJsonLenient(files.readText(path), path);
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw new Error(`${path}: expected a JSON object`);
   return value as Record<string, unknown>;
@@ -261,10 +262,11 @@ async function loadTokenizerJson(
   dir: string,
   config: Record<string, unknown>,
   special: ClipSpecialTokens,
+  files: FileLoader,
 ): Promise<ClipTokenizerJson> {
   const jsonPath = join(dir, 'tokenizer.json');
-  if (existsSync(jsonPath)) {
-    const json = (await readJsonObject(jsonPath)) as unknown as ClipTokenizerJson;
+  if (files.kind(jsonPath) !== null) {
+    const json = (await readJsonObject(jsonPath, files)) as unknown as ClipTokenizerJson;
     if (json.model?.type !== 'BPE' || typeof json.model.vocab !== 'object') {
       throw new Error(`${jsonPath}: expected a BPE tokenizer.json (CLIP)`);
     }
@@ -273,13 +275,13 @@ async function loadTokenizerJson(
   }
   const vocabPath = join(dir, 'vocab.json');
   const mergesPath = join(dir, 'merges.txt');
-  if (!existsSync(vocabPath) || !existsSync(mergesPath)) {
+  if (files.kind(vocabPath) === null || files.kind(mergesPath) === null) {
     throw new Error(`${dir}: no tokenizer.json, and no vocab.json + merges.txt to build one from`);
   }
-  const vocab = (await readJsonObject(vocabPath)) as Record<string, number>;
+  const vocab = (await readJsonObject(vocabPath, files)) as Record<string, number>;
   if (!Object.values(vocab).every((v) => Number.isInteger(v)))
     throw new Error(`${vocabPath}: ids must be integers`);
-  const merges = parseMergesTxt(await readFile(mergesPath, 'utf8'), mergesPath);
+  const merges = parseMergesTxt(files.readText(mergesPath), mergesPath);
   const added = reconcileAddedTokens(addedTokensFromConfig(config), special, vocab, vocabPath);
   return buildClipTokenizerJson(vocab, merges, special, added);
 }
@@ -322,11 +324,12 @@ export class CLIPTokenizer {
 
   /** Loads a tokenizer folder (tokenizer.json, or vocab.json + merges.txt; plus the config files if present). */
   static async fromPretrained(dir: string, opts: CLIPTokenizerOptions = {}): Promise<CLIPTokenizer> {
-    const config = (await readJsonObject(join(dir, 'tokenizer_config.json'))) ?? {};
-    const map = (await readJsonObject(join(dir, 'special_tokens_map.json'))) ?? {};
+    const files = resolveLoader(opts.loader);
+    const config = (await readJsonObject(join(dir, 'tokenizer_config.json'), files)) ?? {};
+    const map = (await readJsonObject(join(dir, 'special_tokens_map.json'), files)) ?? {};
     const special = resolveSpecialTokens(config, map, opts);
     const cleanUp = config['clean_up_tokenization_spaces'];
-    return new CLIPTokenizer(await loadTokenizerJson(dir, config, special), special, {
+    return new CLIPTokenizer(await loadTokenizerJson(dir, config, special, files), special, {
       ...opts,
       cleanUpTokenizationSpaces:
         opts.cleanUpTokenizationSpaces ?? (typeof cleanUp === 'boolean' ? cleanUp : true),

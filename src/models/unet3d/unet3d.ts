@@ -13,6 +13,7 @@ import type { ConvNd } from '../../nn/layers.js';
 import { compileWithWeights } from '../../nn/compile.js';
 import type { CompiledFunction } from '../../nn/compile.js';
 import { loadStateDict, readConfig } from '../../io/model_folder.js';
+import type { FileLoader } from '../../io/loader.js';
 import { UNet3DConfigError, parseUNet3DConfig } from './config.js';
 import type { UNet3DConfig } from './config.js';
 import { activation } from './activations.js';
@@ -113,16 +114,19 @@ export class UNet3DConditionModel extends Module {
   /** Loads `dir/config.json` and the folder's safetensors weights (F16/BF16 are upcast to float32). */
   static async fromPretrained(
     dir: string,
-    opts: { variant?: 'fp16' | 'bf16' | null } = {},
+    opts: { variant?: 'fp16' | 'bf16' | null; loader?: FileLoader } = {},
   ): Promise<UNet3DConditionModel> {
     let model: UNet3DConditionModel;
     try {
-      model = UNet3DConditionModel.fromConfig(readConfig(dir));
+      model = UNet3DConditionModel.fromConfig(readConfig(dir, opts.loader));
     } catch (e) {
       if (e instanceof UNet3DConfigError) throw new UNet3DConfigError(`${dir}/config.json: ${e.message}`);
       throw e;
     }
-    const loaded = loadStateDict(dir, opts.variant === undefined ? {} : { variant: opts.variant });
+    const loaded = loadStateDict(dir, {
+      ...(opts.variant !== undefined && { variant: opts.variant }),
+      ...(opts.loader && { loader: opts.loader }),
+    });
     model.loadWeights(loaded.stateDict, loaded.shapes, dir);
     return model;
   }

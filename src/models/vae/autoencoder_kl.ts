@@ -14,6 +14,7 @@ import { Conv2d, ConvNd } from '../../nn/layers.js';
 import { compileWithWeights } from '../../nn/compile.js';
 import type { CompiledFunction } from '../../nn/compile.js';
 import { loadStateDict, readConfig } from '../../io/model_folder.js';
+import type { FileLoader } from '../../io/loader.js';
 import { parseVaeConfig, vaeScaleFactor } from './config.js';
 import type { VaeConfig } from './config.js';
 import { Encoder } from './encoder.js';
@@ -77,11 +78,14 @@ export class AutoencoderKL extends Module {
   /** Loads `dir/config.json` and its safetensors weights (strictly: every key present, no extra, shapes equal). */
   static async fromPretrained(
     dir: string,
-    opts: { variant?: 'fp16' | 'bf16' | null } & VaeRuntimeOptions = {},
+    opts: { variant?: 'fp16' | 'bf16' | null; loader?: FileLoader } & VaeRuntimeOptions = {},
   ): Promise<AutoencoderKL> {
-    const { variant, ...runtime } = opts;
-    const vae = AutoencoderKL.fromConfig(readConfig(dir), runtime);
-    const loaded = loadStateDict(dir, variant === undefined ? {} : { variant });
+    const { variant, loader, ...runtime } = opts;
+    const vae = AutoencoderKL.fromConfig(readConfig(dir, loader), runtime);
+    const loaded = loadStateDict(dir, {
+      ...(variant !== undefined && { variant }),
+      ...(loader && { loader }),
+    });
     try {
       vae.loadWeights(loaded.stateDict, loaded.shapes);
     } catch (e) {
