@@ -1,8 +1,8 @@
 // A `ClipEmbedder` (the metrics' interface) backed by a CLIPModel folder: CLIPModel weights + config.json,
 // the CLIP tokenizer files and, optionally, preprocessor_config.json (CLIPImageProcessor settings).
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseJsonLenient } from '../../io/json.js';
+import { joinPath as join, resolveLoader } from '../../io/loader.js';
+import type { FileLoader } from '../../io/loader.js';
 import { ModelLoadError } from '../../io/model_folder.js';
 import {
   OPENAI_CLIP_MEAN,
@@ -49,7 +49,12 @@ function sizeEntry(v: unknown, key: string, path: string): number {
 }
 
 /** CLIPImageProcessor settings from preprocessor_config.json, else the OpenAI defaults at the model's size. */
-export function readClipPreprocess(dir: string, imageSize: number): Required<ClipPreprocessOptions> {
+export function readClipPreprocess(
+  dir: string,
+  imageSize: number,
+  loader?: FileLoader,
+): Required<ClipPreprocessOptions> {
+  const files = resolveLoader(loader);
   const path = join(dir, 'preprocessor_config.json');
   const defaults = {
     shortestEdge: imageSize,
@@ -57,8 +62,8 @@ export function readClipPreprocess(dir: string, imageSize: number): Required<Cli
     mean: OPENAI_CLIP_MEAN,
     std: OPENAI_CLIP_STD,
   };
-  if (!existsSync(path)) return defaults;
-  const raw = parseJsonLenient(readFileSync(path, 'utf8'), path);
+  if (files.kind(path) === null) return defaults;
+  const raw = parseJsonLenient(files.readText(path), path);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ModelLoadError(`${path} must hold a JSON object`);
   }
