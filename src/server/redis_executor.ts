@@ -39,6 +39,8 @@ export class RedisExecutor implements Executor {
   private readonly events: QueueEvents;
   private readonly redis: Redis;
   private service: JobService | null = null;
+  /** The worker that last reported progress for each running job. */
+  private readonly workers = new Map<string, string>();
 
   constructor(readonly url: string) {
     this.queue = new Queue<WorkerJobData>(QUEUE_NAME, { connection: redisConnection(url) });
@@ -63,8 +65,13 @@ export class RedisExecutor implements Executor {
     this.events.on('progress', ({ jobId, data }) =>
       this.onProgress(jobId, data as unknown as WorkerProgress),
     );
-    this.events.on('stalled', ({ jobId }) => service.requeue(jobId, 'worker lost; BullMQ re-queued the job'));
+    this.events.on('stalled', ({ jobId }) => {
+      this.workers.delete(jobId);
+      service.requeue(jobId, 'worker lost; BullMQ re-queued the job');
+    });
+    this.events.on('completed', ({ jobId }) => this.workers.delete(jobId));
     this.events.on('failed', ({ jobId, failedReason }) => {
+      this.workers.delete(jobId);
       const job = service.store.get(jobId);
       if (!job) return;
       if (job.cancelRequested || failedReason === 'cancelled') service.finishJob(jobId, 'cancelled');
@@ -97,7 +104,13 @@ export class RedisExecutor implements Executor {
     const service = this.service!;
     const job = service.store.get(jobId);
     if (!job) return;
-    if (job.status === 'queued') service.markRunning(jobId, { worker: p.worker });
+    // BullMQ's stalled check does not always surface as a 'stalled' event; a step from another worker than
+    // the one that ran the job so far means the job was taken over, and its run starts again.
+    const previous = this.workers.get(jobId);
+    if (previous !== undefined && previous !== p.worker && job.status === 'running')
+      service.requeue(jobId, `worker ${previous} lost; BullMQ handed the job to ${p.worker}`);
+    this.workers.set(jobId, p.worker);
+    if (service.store.get(jobId)?.status === 'queued') service.markRunning(jobId, { worker: p.worker });
     service.progress(jobId, p);
   }
 
