@@ -180,6 +180,11 @@ async function init(): Promise<void> {
     if (job.status === 'queued' || job.status === 'running') follow(job);
     else galleryCard(job);
   }
+  await showHealth();
+  setInterval(() => void showHealth(), 3000);
+}
+
+async function showHealth(): Promise<void> {
   const health = (await (await api('/healthz')).json()) as { queue: string; queued: number; running: number };
   $('#health').textContent = `${health.queue} queue · ${health.queued} queued · ${health.running} running`;
 }
