@@ -50,6 +50,7 @@ const o = new Command('check:direction')
     },
     0,
   )
+  .option('--noise-shift <s>', "noise schedule's SNR divided by s² (≥ 1)", positiveOption('--noise-shift'), 1)
   .option('--no-zero-snr', 'train on ModelScope betas instead of zero terminal SNR')
   .option('--no-text-encoder', 'keep the text encoder frozen')
   .option(
@@ -76,6 +77,7 @@ const o = new Command('check:direction')
     draws: number;
     shift: number;
     terminalShare: number;
+    noiseShift: number;
     zeroSnr: boolean;
     textEncoder: boolean;
     textLrScale: number;
@@ -119,6 +121,7 @@ await createUnetStage({
   emaDecay: 0.9,
   timestepShift: o.shift,
   terminalShare: o.terminalShare,
+  noiseShift: o.noiseShift,
   ...(o.textEncoder && o.textLrScale !== 1 && { textLrScale: o.textLrScale }),
 }).run({
   out,
@@ -155,7 +158,7 @@ const { exe } = await compileWithWeights(
   ],
   unet.stateDict,
 );
-const a999 = DDPMScheduler.fromConfig(trainSchedulerConfig(o.zeroSnr)).alphasCumprod[999]!;
+const a999 = DDPMScheduler.fromConfig(trainSchedulerConfig(o.zeroSnr, o.noiseShift)).alphasCumprod[999]!;
 const n = shape.reduce((p, q) => p * q, 1);
 const rows: { draw: number; oneStep: Record<string, number>; sampled: Record<string, number> }[] = [];
 for (let draw = 0; draw < o.draws; draw++) {

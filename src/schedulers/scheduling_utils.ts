@@ -173,6 +173,29 @@ export function makeBetas(config: BaseSchedulerConfig, allowSigmoid = false): Fl
   return config.rescaleBetasZeroSnr ? rescaleZeroTerminalSnr(betas) : betas;
 }
 
+/**
+ * Betas whose signal-to-noise ratio is the given betas' divided by s² at every timestep: ᾱ' = ᾱ / (s² − (s² − 1)·ᾱ),
+ * β'_t = 1 − ᾱ'_t / ᾱ'_{t−1} (the resolution shift of Hoogeboom et al. 2023, "simple diffusion", and SD3: data
+ * with many correlated values — here 16 frames of latents — keeps its content visible at a given SNR far longer
+ * than one small image, so its schedule needs less signal at every step). Computed in float64, stored float32;
+ * s = 1 returns the betas unchanged. Written as a scheduler config's `trained_betas`.
+ */
+export function snrShiftedBetas(betas: Float32Array, s: number): Float32Array {
+  if (!(s > 0 && Number.isFinite(s))) throw new RangeError(`SNR shift must be a positive number, got ${s}`);
+  if (s === 1) return Float32Array.from(betas);
+  const s2 = s * s;
+  const out = new Float32Array(betas.length);
+  let acc = 1;
+  let prev = 1;
+  for (let t = 0; t < betas.length; t++) {
+    acc *= 1 - betas[t]!;
+    const shifted = acc / (s2 - (s2 - 1) * acc);
+    out[t] = 1 - shifted / prev;
+    prev = shifted;
+  }
+  return out;
+}
+
 /** torch.cumprod on a float32 CPU tensor: accumulates in float64, stores each prefix product as float32. */
 export function cumprodF32(values: Float32Array): Float32Array {
   const out = new Float32Array(values.length);

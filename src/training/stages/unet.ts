@@ -23,6 +23,7 @@ import type { ClipTextConfig } from '../../models/clip/config.js';
 import { AutoencoderKL } from '../../models/vae/autoencoder_kl.js';
 import { UNet3DConditionModel } from '../../models/unet3d/unet3d.js';
 import { DDPMScheduler } from '../../schedulers/ddpm.js';
+import { snrShiftedBetas } from '../../schedulers/scheduling_utils.js';
 import { checkFrameNoiseShared, mixFrameNoise } from '../../schedulers/frame_noise.js';
 import { findWeightsFile, loadStateDict, readConfig } from '../../io/model_folder.js';
 import { Module } from '../../nn/module.js';
@@ -86,9 +87,22 @@ export const TRAIN_SCHEDULER_CONFIG: Readonly<Record<string, unknown>> = {
   clip_sample: false,
 };
 
-/** The training schedule, with the betas rescaled to zero terminal SNR when asked. */
-export function trainSchedulerConfig(zeroTerminalSnr: boolean): Record<string, unknown> {
-  return { ...TRAIN_SCHEDULER_CONFIG, ...(zeroTerminalSnr && { rescale_betas_zero_snr: true }) };
+/**
+ * The training schedule, with the betas rescaled to zero terminal SNR when asked, and with every step's SNR
+ * divided by noiseShift² (`snrShiftedBetas`, written as trained_betas) when noiseShift ≠ 1.
+ */
+export function trainSchedulerConfig(zeroTerminalSnr: boolean, noiseShift = 1): Record<string, unknown> {
+  return {
+    ...TRAIN_SCHEDULER_CONFIG,
+    ...(noiseShift !== 1 && { trained_betas: Array.from(noiseShiftedBetas(noiseShift)) }),
+    ...(zeroTerminalSnr && { rescale_betas_zero_snr: true }),
+  };
+}
+
+/** ModelScope's scaled-linear betas with their SNR divided by s². */
+function noiseShiftedBetas(s: number): Float32Array {
+  const base = DDPMScheduler.fromConfig(TRAIN_SCHEDULER_CONFIG).betas;
+  return snrShiftedBetas(base, s);
 }
 
 /** The shipped sampler: DDIM on the same betas, configured like text-to-video-ms-1.7b's scheduler folder. */
@@ -238,6 +252,13 @@ export interface UnetStageSettings {
    * (measured by `npm run check:direction`). The other samples keep their (shifted) timestep distribution.
    */
   readonly terminalShare?: number;
+  /**
+   * Noise-schedule shift s ≥ 1 (default 1): every timestep's signal-to-noise ratio divided by s² (trained and
+   * exported as the scheduler's trained_betas, so sampling uses the same schedule). Unlike timestepShift, which
+   * only draws more samples at high t, this widens the band of timesteps whose input no longer shows the clip
+   * — where only the caption can say which way things move.
+   */
+  readonly noiseShift?: number;
 }
 
 export interface Resolved {
@@ -270,6 +291,8 @@ export interface Resolved {
   timestepShift?: number;
   /** Present only when not 0 (same reason). */
   terminalShare?: number;
+  /** Present only when not 1 (same reason). */
+  noiseShift?: number;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -299,7 +322,10 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     ...(o.trackCentring !== undefined && o.trackCentring !== 1 && { trackCentring: o.trackCentring }),
     ...(o.timestepShift !== undefined && o.timestepShift !== 1 && { timestepShift: o.timestepShift }),
     ...(o.terminalShare !== undefined && o.terminalShare !== 0 && { terminalShare: o.terminalShare }),
+    ...(o.noiseShift !== undefined && o.noiseShift !== 1 && { noiseShift: o.noiseShift }),
   };
+  if (r.noiseShift !== undefined && !(r.noiseShift >= 1 && Number.isFinite(r.noiseShift)))
+    throw new RangeError(`unet stage: noiseShift must be a number ≥ 1, got ${r.noiseShift}`);
   if (r.terminalShare !== undefined && !(r.terminalShare > 0 && r.terminalShare < 1))
     throw new RangeError(`unet stage: terminalShare must be in [0, 1), got ${r.terminalShare}`);
   if (r.timestepShift !== undefined && !(r.timestepShift > 0 && Number.isFinite(r.timestepShift)))
@@ -441,7 +467,9 @@ export class UnetTrainingData {
     this.textHidden = textEncoder.config.hiddenSize;
     this.probe = r.textProbe;
     this.motionWeight = r.motionWeight;
-    this.schedule = DDPMScheduler.fromConfig(trainSchedulerConfig(r.zeroTerminalSnr === true));
+    this.schedule = DDPMScheduler.fromConfig(
+      trainSchedulerConfig(r.zeroTerminalSnr === true, r.noiseShift ?? 1),
+    );
   }
 
   /** Loads `dir/tokenizer`, `dir/text_encoder` and `dir/vae`. */
@@ -1102,6 +1130,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
         outcome.finalParams,
         r.predictionType,
         r.zeroTerminalSnr === true,
+        r.noiseShift ?? 1,
       ),
     );
   }
@@ -1138,6 +1167,7 @@ export function exportUnetPipeline(
   weights: StateDict,
   predictionType: TrainPrediction,
   zeroTerminalSnr = false,
+  noiseShift = 1,
 ): string[] {
   const parts = splitJointWeights(weights);
   const written: string[] = [];
@@ -1165,6 +1195,7 @@ export function exportUnetPipeline(
     ...DEFAULT_SCHEDULER_CONFIG,
     prediction_type: predictionType,
     ...(zeroTerminalSnr && { rescale_betas_zero_snr: true, timestep_spacing: 'trailing' }),
+    ...(noiseShift !== 1 && { trained_betas: Array.from(noiseShiftedBetas(noiseShift)) }),
   });
   writeJsonAtomic(join(pipelineDir, 'model_index.json'), DEFAULT_MODEL_INDEX);
   written.push(join(pipelineDir, 'unet'), join(pipelineDir, 'scheduler'));
@@ -1184,7 +1215,13 @@ export function exportUnetCheckpoint(out: string, pipelineDir: string): number {
   )
     throw new Error(`unet export: ${ckpt.path} is not a UNet stage checkpoint`);
   const data = ckpt.extra['data'] as
-    { predictionType?: TrainPrediction; trainTextEncoder?: boolean; zeroTerminalSnr?: boolean } | undefined;
+    | {
+        predictionType?: TrainPrediction;
+        trainTextEncoder?: boolean;
+        zeroTerminalSnr?: boolean;
+        noiseShift?: number;
+      }
+    | undefined;
   checkSameComponents(pipelineDir, ckpt.extra['components'], data?.trainTextEncoder === true);
   exportUnetPipeline(
     pipelineDir,
@@ -1192,6 +1229,7 @@ export function exportUnetCheckpoint(out: string, pipelineDir: string): number {
     ckpt.ema ? ckpt.ema.stateDict() : ckpt.params,
     data?.predictionType ?? 'epsilon',
     data?.zeroTerminalSnr === true,
+    data?.noiseShift ?? 1,
   );
   return ckpt.step;
 }
