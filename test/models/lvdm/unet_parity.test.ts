@@ -9,6 +9,7 @@ import { CheckpointKeyMap } from '../../../src/io/checkpoint_keys.js';
 import { hostTensor, type HostTensor } from '../../../src/engine/runtime.js';
 import { LvdmUNet } from '../../../src/models/lvdm/unet.js';
 import { PickleDict } from '../../../src/io/torch_pickle.js';
+import { maxRelErr } from './compare.js';
 
 const FIXTURE = resolve('test/fixtures/lvdm/unet.pt');
 
@@ -21,16 +22,6 @@ function io(): Record<string, HostTensor> {
   } finally {
     ckpt.close();
   }
-}
-
-export function maxRelErr(a: Float32Array, b: Float32Array): { abs: number; rel: number } {
-  let abs = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    abs = Math.max(abs, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return { abs, rel: abs / scale };
 }
 
 test('LVDM UNet (release key names, temopral_conv, relative positions, image attention, fps) matches VideoCrafter ≤ 1e-4', async (t) => {
