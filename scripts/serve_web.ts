@@ -23,7 +23,13 @@ const TYPES: Record<string, string> = {
 };
 
 /** Starts the static server on `port` (0: any free port); resolves once it listens. */
-export function serveWeb(opts: { port: number; host?: string; root?: string }): Promise<Server> {
+export function serveWeb(opts: {
+  port: number;
+  host?: string;
+  root?: string;
+  /** Send COOP/COEP (default true); false serves a page without WebAssembly threads (tests its message). */
+  isolated?: boolean;
+}): Promise<Server> {
   const root = opts.root ?? DIST;
   try {
     statSync(join(root, 'index.html'));
@@ -31,10 +37,12 @@ export function serveWeb(opts: { port: number; host?: string; root?: string }): 
     throw new KinemaError('WEB_NOT_BUILT', `${root}/index.html is missing: run npm run build:web first`);
   }
   const server = createServer((req, res) => {
-    const headers = {
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Embedder-Policy': 'require-corp',
-      'Cross-Origin-Resource-Policy': 'same-origin',
+    const headers: Record<string, string> = {
+      ...(opts.isolated !== false && {
+        'Cross-Origin-Opener-Policy': 'same-origin',
+        'Cross-Origin-Embedder-Policy': 'require-corp',
+        'Cross-Origin-Resource-Policy': 'same-origin',
+      }),
       'Cache-Control': 'no-cache',
     };
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);

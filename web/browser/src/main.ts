@@ -10,6 +10,8 @@ interface KinemaWindow {
   kinemaResult?: { frames: Uint8Array[]; width: number; height: number; backend: string; msPerStep: number };
   kinemaError?: { code: string; message: string };
   kinemaState?: 'idle' | 'running' | 'done' | 'error';
+  /** The last download report: how many of the model's bytes came from the cache (all of them offline). */
+  kinemaDownload?: { totalBytes: number; cachedBytes: number };
 }
 const page = window as unknown as KinemaWindow;
 page.kinemaState = 'idle';
@@ -143,6 +145,7 @@ function start(): void {
     const m = e.data;
     if (m.type === 'download') {
       const p = m.progress;
+      page.kinemaDownload = { totalBytes: p.totalBytes, cachedBytes: p.cachedBytes };
       downloadBar.max = p.totalBytes || 1;
       downloadBar.value = p.loadedBytes;
       const eta =
