@@ -12,8 +12,6 @@
 import { Command } from 'commander';
 import { DEFAULT_MODEL_DIR } from '../src/cli/generate.js';
 import { intOption } from '../src/cli/options.js';
-import { compileWithWeights } from '../src/nn/compile.js';
-import type { Tensor } from '../src/engine/tensor.js';
 import { hostTensor } from '../src/engine/runtime.js';
 import { Generator } from '../src/engine/random.js';
 import { TextToVideoPipeline, postprocess } from '../src/pipelines/text_to_video.js';
@@ -23,6 +21,7 @@ import { COLOUR_RGB, canonicalCaption, toFloatCHW, worldSample } from '../src/tr
 import type { MotionName, SceneSpec } from '../src/training/data/world.js';
 import { scoreVideo } from '../src/training/data/oracle.js';
 import { colourMassVelocity, velocityAlong } from '../src/training/data/colour_mass.js';
+import { compileUnetOneStep } from './lib/unet_one_step.js';
 
 const DIRECTIONS: MotionName[] = ['left', 'right', 'up', 'down'];
 const TIMESTEPS = [999, 990, 900, 800, 650];
@@ -47,16 +46,7 @@ const schedule = DDPMScheduler.fromConfig(trainSchedulerConfig(zeroSnr));
 const alphas = schedule.alphasCumprod;
 const f = vae.scaleFactor;
 const shape = [1, unet.config.inChannels, FRAMES, SIZE / f, SIZE / f];
-const program = compileWithWeights(
-  (x: Tensor, t: Tensor, c: Tensor, fps: Tensor) => unet.forward(x, t, c, { fps }),
-  [
-    { name: 'x', shape },
-    { name: 't', shape: [1] },
-    { name: 'c', shape: [1, 77, unet.config.crossAttentionDim] },
-    { name: 'fps', shape: [1] },
-  ],
-  unet.stateDict,
-);
+const unetStep = compileUnetOneStep(unet, shape);
 
 /**
  * Velocities (px/frame, reference frame) along `d` of the object in the decoded one-step estimate: the
@@ -82,7 +72,7 @@ function massVelocityAlong(frames: Uint8Array[], rgb: readonly number[], d: Moti
   return velocityAlong(d, vx, vy);
 }
 
-const { exe } = await program;
+const step = await unetStep;
 const noise = new Generator(o.seed);
 const along = new Map<number, number[]>(TIMESTEPS.map((t) => [t, []]));
 const true_ = new Map<number, number[]>(TIMESTEPS.map((t) => [t, []]));
@@ -105,13 +95,7 @@ for (let index = 600_000; found < o.clips; index++) {
     for (const d of DIRECTIONS) {
       const scene: SceneSpec = { ...s.scene, objects: [{ ...obj, motion: d }] };
       const caption = canonicalCaption(scene);
-      const out = await exe.run({
-        x: hostTensor(xt, shape),
-        t: hostTensor(Float32Array.of(t), [1]),
-        c: await pipe.encodePrompt(caption),
-        fps: hostTensor(Float32Array.of(8), [1]),
-      });
-      const raw = out['out0']!.data as Float32Array;
+      const raw = await step(xt, t, await pipe.encodePrompt(caption));
       const x0 = vPrediction
         ? xt.map((v, i) => Math.sqrt(a) * v - Math.sqrt(1 - a) * raw[i]!)
         : xt.map((v, i) => (v - Math.sqrt(1 - a) * raw[i]!) / Math.sqrt(a));

@@ -7,28 +7,21 @@
 // sampled videos. The gate passes when the sign of the velocity follows the caption for every noise draw.
 // What it isolates: the data cannot tell the words apart by anything else (colour, shape, background), and
 // the input at t = 999 carries no trace of the clip, so only the word can set the direction.
-import { cpSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { intOption, positiveOption } from '../src/cli/options.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { writeVideo } from '../src/io/video/index.js';
-import type { Tensor } from '../src/engine/tensor.js';
 import { hostTensor } from '../src/engine/runtime.js';
 import { Generator } from '../src/engine/random.js';
-import { compileWithWeights } from '../src/nn/compile.js';
 import { TextToVideoPipeline, postprocess } from '../src/pipelines/text_to_video.js';
-import {
-  DEFAULT_MODEL_DIR,
-  createUnetStage,
-  exportUnetCheckpoint,
-  trainSchedulerConfig,
-} from '../src/training/stages/unet.js';
+import { DEFAULT_MODEL_DIR, createUnetStage, trainSchedulerConfig } from '../src/training/stages/unet.js';
 import { DDPMScheduler } from '../src/schedulers/ddpm.js';
 import { COLOUR_RGB, canonicalCaption, renderVideo } from '../src/training/data/world.js';
 import type { SceneSpec } from '../src/training/data/world.js';
 import { colourMassVelocity } from '../src/training/data/colour_mass.js';
 import { SPEED_PX } from '../src/training/data/render.js';
+import { compileUnetOneStep, exportRunModel } from './lib/unet_one_step.js';
 
 const SIZE = 64;
 const FRAMES = 16;
@@ -138,26 +131,10 @@ await createUnetStage({
 });
 const trainSeconds = (Date.now() - t0) / 1000;
 
-const model = join(out, 'model');
-if (!existsSync(model)) {
-  mkdirSync(model, { recursive: true });
-  for (const c of ['tokenizer', 'text_encoder', 'vae'])
-    cpSync(join(DEFAULT_MODEL_DIR, c), join(model, c), { recursive: true });
-}
-exportUnetCheckpoint(out, model);
-const pipe = await TextToVideoPipeline.fromPretrained(model);
+const pipe = await TextToVideoPipeline.fromPretrained(exportRunModel(out, DEFAULT_MODEL_DIR));
 const { unet, vae } = pipe.components;
 const shape = [1, unet.config.inChannels, FRAMES, SIZE / vae.scaleFactor, SIZE / vae.scaleFactor];
-const { exe } = await compileWithWeights(
-  (x: Tensor, t: Tensor, c: Tensor, fps: Tensor) => unet.forward(x, t, c, { fps }),
-  [
-    { name: 'x', shape },
-    { name: 't', shape: [1] },
-    { name: 'c', shape: [1, 77, unet.config.crossAttentionDim] },
-    { name: 'fps', shape: [1] },
-  ],
-  unet.stateDict,
-);
+const unetStep = await compileUnetOneStep(unet, shape);
 const a999 = DDPMScheduler.fromConfig(trainSchedulerConfig(o.zeroSnr, o.noiseShift)).alphasCumprod[999]!;
 const n = shape.reduce((p, q) => p * q, 1);
 const rows: { draw: number; oneStep: Record<string, number>; sampled: Record<string, number> }[] = [];
@@ -167,13 +144,7 @@ for (let draw = 0; draw < o.draws; draw++) {
   const sampled: Record<string, number> = {};
   for (const c of clips) {
     // v-prediction: x̂₀ = √ᾱ·x − √(1−ᾱ)·v̂; with zero terminal SNR ᾱ_999 = 0, the input is the noise alone.
-    const r = await exe.run({
-      x: hostTensor(x, shape),
-      t: hostTensor(Float32Array.of(999), [1]),
-      c: await pipe.encodePrompt(c.caption),
-      fps: hostTensor(Float32Array.of(8), [1]),
-    });
-    const v = r['out0']!.data as Float32Array;
+    const v = await unetStep(x, 999, await pipe.encodePrompt(c.caption));
     const x0 = v.map((q, i) => Math.sqrt(a999) * x[i]! - Math.sqrt(1 - a999) * q);
     oneStep[c.dir] = vx(postprocess(await pipe.decodeLatents(hostTensor(x0, shape))).frames);
     if (o.sampleSteps > 0) {

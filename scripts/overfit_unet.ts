@@ -5,7 +5,7 @@
 // gives back instead points at a mismatch between training and sampling (or at what the architecture cannot
 // represent). Writes <out>/checkpoints, <out>/model (a pipeline folder), <out>/true_<k>.mp4,
 // <out>/gen_<k>.mp4 and <out>/report.json.
-import { cpSync, existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { intOption, numberOption, positiveOption } from '../src/cli/options.js';
@@ -14,14 +14,10 @@ import { writeVideo } from '../src/io/video/index.js';
 import { TextToVideoPipeline } from '../src/pipelines/text_to_video.js';
 import { DEFAULT_MODEL_DIR } from '../src/cli/generate.js';
 import { loadCheckpoint } from '../src/training/checkpoint.js';
-import {
-  TEXT_ENCODER_PREFIX,
-  TEXT_PROBE_PREFIX,
-  createUnetStage,
-  exportUnetCheckpoint,
-} from '../src/training/stages/unet.js';
+import { TEXT_ENCODER_PREFIX, TEXT_PROBE_PREFIX, createUnetStage } from '../src/training/stages/unet.js';
 import { canonicalCaption, isLinearMotion, worldSample } from '../src/training/data/world.js';
 import { scoreVideo } from '../src/training/data/oracle.js';
+import { exportRunModel } from './lib/unet_one_step.js';
 
 const cmd = new Command('check:overfit')
   .requiredOption(
@@ -105,14 +101,7 @@ await createUnetStage({
   ...(o.zeroTerminalSnr === true && { zeroTerminalSnr: true }),
 });
 
-const model = join(out, 'model');
-if (!existsSync(model)) {
-  mkdirSync(model, { recursive: true });
-  for (const c of ['tokenizer', 'text_encoder', 'vae'])
-    cpSync(join(o.components, c), join(model, c), { recursive: true });
-}
-exportUnetCheckpoint(out, model);
-const pipe = await TextToVideoPipeline.fromPretrained(model);
+const pipe = await TextToVideoPipeline.fromPretrained(exportRunModel(out, o.components));
 const report = [];
 for (const [k, clip] of clips.entries()) {
   let frames: Uint8Array[] = [];

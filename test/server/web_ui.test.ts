@@ -4,34 +4,22 @@
 // (docs/images/web-ui.png is made that way).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, chromiumMissing, launch } from '../web/browser_harness.js';
 import { createServer } from '../../src/server/app.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const SKIP = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} is not installed (scripts/install-chromium.sh installs it)`;
+const SKIP = chromiumMissing() ?? false;
 if (SKIP) console.log(`# skipping the web UI test: ${SKIP}`);
 
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--autoplay-policy=no-user-gesture-required',
-];
+const FLAGS = [...CHROMIUM_FLAGS, '--autoplay-policy=no-user-gesture-required'];
 
 test('web UI: submit, progress and preview, the video plays, cancel another', { skip: SKIP }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kinema-web-'));
   const server = await createServer({ dataDir: dir, port: 0, previewEvery: 1 });
   const url = await server.listen();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  const browser = await launch(FLAGS);
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
     const pageErrors: string[] = [];

@@ -205,14 +205,14 @@ export async function evaluateFlicker(
       base.push((await plain.decode(z)).data as Float32Array);
       temp.push((await temporal.decode(z, { numFrames: frames })).data as Float32Array);
     }
-    const join = (xs: Float32Array[]) => {
+    const flat = (xs: Float32Array[]) => {
       const all = new Float32Array(xs.reduce((a, x) => a + x.length, 0));
       let at = 0;
       for (const x of xs) (all.set(x, at), (at += x.length));
       return all;
     };
-    out[`${label}_base`] = flickerScores(join(base), images, clips, frames, size);
-    out[`${label}_temporal`] = flickerScores(join(temp), images, clips, frames, size);
+    out[`${label}_base`] = flickerScores(flat(base), images, clips, frames, size);
+    out[`${label}_temporal`] = flickerScores(flat(temp), images, clips, frames, size);
   }
   return out;
 }
