@@ -52,6 +52,11 @@ const o = new Command('check:direction')
     positiveOption('--text-lr-scale'),
     1,
   )
+  .option(
+    '--text-probe <w>',
+    'weight of the caption-attribute probe on the text states (needs the text encoder trained)',
+    positiveOption('--text-probe'),
+  )
   .option('--positions', 'sinusoidal frame positions in the temporal transformers')
   .option('--temporal-text', 'temporal transformers attend to the text (zero-initialised branch)')
   .option(
@@ -74,6 +79,7 @@ const o = new Command('check:direction')
     zeroSnr: boolean;
     textEncoder: boolean;
     textLrScale: number;
+    textProbe?: number;
     positions?: boolean;
     temporalText?: boolean;
     sampleSteps: number;
@@ -116,6 +122,7 @@ await createUnetStage({
   terminalShare: o.terminalShare,
   noiseShift: o.noiseShift,
   ...(o.textEncoder && o.textLrScale !== 1 && { textLrScale: o.textLrScale }),
+  ...(o.textEncoder && o.textProbe !== undefined && { textProbe: o.textProbe }),
 }).run({
   out,
   steps: o.steps,
