@@ -1,7 +1,9 @@
 // `npm run check:ladder -- --rung N [options]`: the learnability ladder (issue 27, step 2). World subsets of
 // growing difficulty, each trained with the same budget and the recipe that passed the direction gate (zero
 // terminal SNR, timestep shift, the text encoder trained with a caption-attribute probe), then scored by the
-// world's oracle on held-out prompts:
+// world's oracle on held-out prompts. Defaults are the gate's passing recipe (run F in the model card: half
+// the samples at t = 999, SNR ÷ 64, text encoder at ×10 learning rate with the probe, frame positions and
+// temporal text attention):
 //   L0  one large red circle on solid blue, 4 directions, fast (only the direction word varies)
 //   L1  + 6 colours                 L2  + all shapes and both sizes
 //   L3  + gradient/striped/checkered backgrounds                 L4  the full world (worldSample's train split)
@@ -59,6 +61,23 @@ const o = new Command('check:ladder')
   .option('--guidance <x>', 'guidance scale of the scored videos', positiveOption('--guidance'), 5)
   .option('--text-probe <w>', 'weight of the caption-attribute probe', positiveOption('--text-probe'), 0.1)
   .option('--shift <s>', 'timestep shift (SD3) of the training timesteps', positiveOption('--shift'), 3)
+  .option(
+    '--terminal-share <p>',
+    'share of the samples trained at t = 999',
+    positiveOption('--terminal-share'),
+    0.5,
+  )
+  .option('--noise-shift <s>', "noise schedule's SNR divided by s²", positiveOption('--noise-shift'), 8)
+  .option(
+    '--text-lr-scale <x>',
+    "the text encoder's learning rate over the UNet's",
+    positiveOption('--text-lr-scale'),
+    10,
+  )
+  .option(
+    '--no-temporal-text',
+    'no frame positions and no temporal text attention in the temporal transformers',
+  )
   .option('--skip-train', 'score the run folder as it is (after an interrupted or earlier run)')
   .parse(process.argv)
   .opts<{
@@ -73,6 +92,10 @@ const o = new Command('check:ladder')
     guidance: number;
     textProbe: number;
     shift: number;
+    terminalShare: number;
+    noiseShift: number;
+    textLrScale: number;
+    temporalText: boolean;
     skipTrain?: boolean;
   }>();
 if (o.rung > 4) throw new Error(`--rung must be 0–4, got ${o.rung}`);
@@ -154,6 +177,9 @@ if (o.skipTrain !== true) {
     emaDecay: 0.9,
     timestepShift: o.shift,
     textProbe: o.textProbe,
+    terminalShare: o.terminalShare,
+    noiseShift: o.noiseShift,
+    textLrScale: o.textLrScale,
   }).run({
     out,
     steps: o.steps,
@@ -164,6 +190,7 @@ if (o.skipTrain !== true) {
     init: resolve(o.init),
     trainTextEncoder: true,
     zeroTerminalSnr: true,
+    ...(o.temporalText && { temporalPositions: true, temporalTextAttention: true }),
   });
 }
 const trainSeconds = (Date.now() - t0) / 1000;
