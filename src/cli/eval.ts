@@ -24,6 +24,7 @@ import {
   writeFileAtomic,
 } from './eval_output.js';
 import { renderReport, type ReportThumbnail } from './report.js';
+import { KinemaError } from '../errors.js';
 
 /** Loads a CLIP model from a folder; registered by whoever provides CLIP (see registerClipLoader). */
 export type ClipLoader = (dir: string) => Promise<ClipEmbedder & { dispose?(): Promise<void> }>;
@@ -72,16 +73,23 @@ async function statOrNull(path: string): Promise<Awaited<ReturnType<typeof stat>
 /** Videos named by one argument: a video file, a PNG-frame folder, a folder of videos, or a .txt list. */
 async function expandOne(arg: string, seen: Set<string>): Promise<string[]> {
   const st = await statOrNull(arg);
-  if (st === null) throw new Error(`cannot read '${arg}': no such file or folder (or no permission)`);
+  if (st === null)
+    throw new KinemaError(
+      'EVAL_BAD_INPUT',
+      `cannot read '${arg}': no such file or folder (or no permission)`,
+    );
   if (st.isFile() && extname(arg).toLowerCase() === '.txt') {
     const abs = resolve(arg);
-    if (seen.has(abs)) throw new Error(`list '${arg}' includes itself`);
+    if (seen.has(abs)) throw new KinemaError('EVAL_BAD_INPUT', `list '${arg}' includes itself`);
     seen.add(abs);
     let text: string;
     try {
       text = await readFile(arg, 'utf8');
     } catch (err) {
-      throw new Error(`cannot read list '${arg}': ${err instanceof Error ? err.message : String(err)}`);
+      throw new KinemaError(
+        'EVAL_BAD_INPUT',
+        `cannot read list '${arg}': ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     const lines = text
       .split(/\r?\n/)
@@ -89,7 +97,7 @@ async function expandOne(arg: string, seen: Set<string>): Promise<string[]> {
       .filter((l) => l !== '' && !l.startsWith('#'));
     const out: string[] = [];
     for (const line of lines) out.push(...(await expandOne(resolve(dirname(arg), line), seen)));
-    if (out.length === 0) throw new Error(`list '${arg}' names no videos`);
+    if (out.length === 0) throw new KinemaError('EVAL_BAD_INPUT', `list '${arg}' names no videos`);
     return out;
   }
   if (!st.isDirectory()) return [arg];
@@ -97,7 +105,10 @@ async function expandOne(arg: string, seen: Set<string>): Promise<string[]> {
   try {
     names = (await readdir(arg)).sort();
   } catch (err) {
-    throw new Error(`cannot read folder '${arg}': ${err instanceof Error ? err.message : String(err)}`);
+    throw new KinemaError(
+      'EVAL_BAD_INPUT',
+      `cannot read folder '${arg}': ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   if (names.some((n) => FRAME_FILE.test(n))) return [arg];
   const out: string[] = [];
@@ -107,7 +118,8 @@ async function expandOne(arg: string, seen: Set<string>): Promise<string[]> {
     else if ((await statOrNull(p))?.isDirectory() && (await readdir(p)).some((f) => FRAME_FILE.test(f)))
       out.push(p);
   }
-  if (out.length === 0) throw new Error(`folder '${arg}' has no videos and no frame_NNNNN.png frames`);
+  if (out.length === 0)
+    throw new KinemaError('EVAL_BAD_INPUT', `folder '${arg}' has no videos and no frame_NNNNN.png frames`);
   return out;
 }
 
@@ -173,9 +185,12 @@ export async function evaluateVideo(path: string, ctx: EvalContext): Promise<Vid
       }
     }
     const scenes = await detectSceneCuts(tap(), info.width, info.height);
-    if (count === 0) throw new Error(`${path}: the video has no frames`);
+    if (count === 0) throw new KinemaError('EVAL_BAD_INPUT', `${path}: the video has no frames`);
     if (count === 1)
-      throw new Error(`${path}: the video has only 1 frame; the metrics compare consecutive frames`);
+      throw new KinemaError(
+        'EVAL_BAD_INPUT',
+        `${path}: the video has only 1 frame; the metrics compare consecutive frames`,
+      );
     const scores = clip === null ? null : await clip.finish();
     progress?.finish();
     return {
@@ -232,16 +247,18 @@ async function loadModels(s: EvalSettings, clipLoader: ClipLoader | null): Promi
   let embedder: (ClipEmbedder & { dispose?(): Promise<void> }) | null = null;
   if (s.clipDir !== null) {
     if (clipLoader === null) {
-      throw new Error(
+      throw new KinemaError(
+        'EVAL_BAD_INPUT',
         '--clip: no CLIP model loader is registered in this build, so CLIP metrics are unavailable',
       );
     }
     if ((await statOrNull(s.clipDir))?.isDirectory() !== true)
-      throw new Error(`--clip: '${s.clipDir}' is not a folder`);
+      throw new KinemaError('EVAL_BAD_INPUT', `--clip: '${s.clipDir}' is not a folder`);
     try {
       embedder = await clipLoader(s.clipDir);
     } catch (err) {
-      throw new Error(
+      throw new KinemaError(
+        'EVAL_BAD_INPUT',
         `--clip ${s.clipDir}: cannot load the CLIP model: ${err instanceof Error ? err.message : String(err)}`,
       );
     }
@@ -317,7 +334,10 @@ async function runEval(
   }
   await writeOutputs(o, settings, results, errors);
   if (errors.length > 0)
-    throw new Error(`${errors.length} of ${videos.length} video(s) could not be evaluated`);
+    throw new KinemaError(
+      'EVAL_FAILED',
+      `${errors.length} of ${videos.length} video(s) could not be evaluated`,
+    );
 }
 
 /**

@@ -7,6 +7,7 @@ import { MAWE_COEFF } from '../metrics/mawe.js';
 import { DEFAULT_ADAPTIVE_DETECTOR_OPTIONS } from '../metrics/scenecuts.js';
 import type { EvalSettings, VideoEvaluation } from './eval.js';
 import type { ReportDocument, ReportVideo } from './report.js';
+import { KinemaError } from '../errors.js';
 
 function fmt(v: number | null, digits: number): string {
   if (v === null || Number.isNaN(v)) return 'n/a';
@@ -167,7 +168,10 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
     await rename(temp, path);
   } catch (err) {
     await rm(temp, { force: true });
-    throw new Error(`cannot write ${path}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new KinemaError(
+      'OUTPUT_NOT_WRITABLE',
+      `cannot write ${path}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
 }
 

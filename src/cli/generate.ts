@@ -16,6 +16,7 @@ import { vocabularyWords } from '../training/data/captions.js';
 import { addLongVideoOptions, longVideoRequest } from './long_video_options.js';
 import type { LongVideoFlags } from './long_video_options.js';
 import { writeLongVideo } from './long_video.js';
+import { KinemaError } from '../errors.js';
 
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
 
@@ -54,10 +55,16 @@ export function readLatentsFile(path: string) {
   const f = SafetensorsFile.open(path);
   try {
     if (!f.has('latents'))
-      throw new Error(`${path}: no tensor named 'latents' (found: ${f.names().join(', ') || 'none'})`);
+      throw new KinemaError(
+        'GENERATE_BAD_LATENTS',
+        `${path}: no tensor named 'latents' (found: ${f.names().join(', ') || 'none'})`,
+      );
     const shape = f.info('latents').shape;
     if (shape.length !== 5 || shape[0] !== 1)
-      throw new Error(`${path}: 'latents' must have shape [1, C, frames, h, w], got [${shape}]`);
+      throw new KinemaError(
+        'GENERATE_BAD_LATENTS',
+        `${path}: 'latents' must have shape [1, C, frames, h, w], got [${shape}]`,
+      );
     return hostTensor(f.readFloat32('latents'), shape);
   } finally {
     f.close();
@@ -65,11 +72,12 @@ export function readLatentsFile(path: string) {
 }
 
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<string> {
-  if (!prompt.trim()) throw new Error('the prompt is empty');
+  if (!prompt.trim()) throw new KinemaError('GENERATE_EMPTY_PROMPT', 'the prompt is empty');
   const long = longVideoRequest(flags, flags.frames, flags.steps); // checked before any work
   const modelDir = resolve(flags.model ?? DEFAULT_MODEL_DIR);
   if (!existsSync(join(modelDir, 'model_index.json'))) {
-    throw new Error(
+    throw new KinemaError(
+      'MODEL_NOT_FOUND',
       flags.model
         ? `${modelDir} is not a diffusers model folder (no model_index.json)`
         : `no default model at ${modelDir}; pass --model <dir>`,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Kinema command line: each subcommand lives in its own file and is registered here.
 import { Command } from 'commander';
+import { isKinemaError } from '../errors.js';
 import { evalCommand, registerClipLoader } from './eval.js';
 import { loadClipEmbedder } from '../models/clip/embedder.js';
 import { generateCommand } from './generate.js';
@@ -8,6 +9,19 @@ import { trainCommand } from './train.js';
 import { convertCommand } from './convert.js';
 import { serveCommand } from './serve.js';
 import { workerCommand } from './worker.js';
+
+/**
+ * The one line the CLI prints for a failed command: the message and, for a KinemaError, its code
+ * (looked up in docs/errors.md). Anything else escaped a check and is a bug: say so, with the stack
+ * available under KINEMA_DEBUG=1.
+ */
+const INTERNAL_ERROR = 'INTERNAL_ERROR';
+
+export function cliErrorLine(err: unknown): string {
+  if (isKinemaError(err)) return `kinema: ${err.message} [${err.code}]`;
+  const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return `kinema: internal error (a bug; please report it, with KINEMA_DEBUG=1 for the stack): ${msg} [${INTERNAL_ERROR}]`;
+}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -30,7 +44,8 @@ if (isMain) {
   buildProgram()
     .parseAsync(process.argv)
     .catch((err: unknown) => {
-      console.error(`kinema: ${err instanceof Error ? err.message : String(err)}`);
+      console.error(cliErrorLine(err));
+      if (process.env['KINEMA_DEBUG'] && err instanceof Error) console.error(err.stack);
       process.exit(1);
     });
 }

@@ -3,6 +3,7 @@
 // adaptive ratio with its threshold and the detected cuts) and of the mean optical-flow magnitude over time.
 // No external resources, no scripts.
 import sharp from 'sharp';
+import { KinemaError } from '../errors.js';
 
 export interface ReportThumbnail {
   /** Frame index in the video. */
@@ -52,7 +53,7 @@ export async function contactSheet(
   height: number,
   opts: { columns?: number; thumbWidth?: number; gap?: number } = {},
 ): Promise<Buffer> {
-  if (thumbs.length === 0) throw new Error('contact sheet: no frames');
+  if (thumbs.length === 0) throw new KinemaError('REPORT_NO_FRAMES', 'contact sheet: no frames');
   const tw = Math.max(1, Math.min(opts.thumbWidth ?? 192, width));
   const th = Math.max(1, Math.round((height * tw) / width));
   const cols = Math.min(opts.columns ?? 6, thumbs.length);

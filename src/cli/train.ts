@@ -18,6 +18,7 @@ import { clipStage } from '../training/stages/clip.js';
 import { vaeStage } from '../training/stages/vae.js';
 import { unetStage } from '../training/stages/unet.js';
 import { vaeTemporalStage } from '../training/stages/vae_temporal.js';
+import { KinemaError } from '../errors.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
 export const TRAINING_STAGES: readonly StageDefinition[] = [clipStage, vaeStage, unetStage, vaeTemporalStage];
@@ -57,48 +58,60 @@ export function findStage(
 ): StageDefinition {
   const stage = stages.find((s) => s.name === name);
   if (!stage) {
-    throw new Error(`unknown training stage '${name}' (stages: ${stages.map((s) => s.name).join(', ')})`);
+    throw new KinemaError(
+      'TRAIN_BAD_OPTION',
+      `unknown training stage '${name}' (stages: ${stages.map((s) => s.name).join(', ')})`,
+    );
   }
   return stage;
 }
 
 function unetOnly(stage: StageDefinition, flag: string): true {
-  if (stage.name !== 'unet') throw new Error(`${flag} applies to the unet stage only, not '${stage.name}'`);
+  if (stage.name !== 'unet')
+    throw new KinemaError('TRAIN_BAD_OPTION', `${flag} applies to the unet stage only, not '${stage.name}'`);
   return true;
 }
 
 function predictionType(stage: StageDefinition, v: string): TrainPrediction {
   unetOnly(stage, '--prediction-type');
   const hit = TRAIN_PREDICTIONS.find((t) => t === v);
-  if (!hit) throw new Error(`--prediction-type must be ${TRAIN_PREDICTIONS.join(' or ')}, got '${v}'`);
+  if (!hit)
+    throw new KinemaError(
+      'TRAIN_BAD_OPTION',
+      `--prediction-type must be ${TRAIN_PREDICTIONS.join(' or ')}, got '${v}'`,
+    );
   return hit;
 }
 
 /** A unet-stage option that only makes sense when the text encoder is trained. */
 function textEncoderOption(stage: StageDefinition, flags: TrainFlags, flag: string, v: number): number {
   unetOnly(stage, flag);
-  if (flags.trainTextEncoder !== true) throw new Error(`${flag} needs --train-text-encoder`);
+  if (flags.trainTextEncoder !== true)
+    throw new KinemaError('TRAIN_BAD_OPTION', `${flag} needs --train-text-encoder`);
   return v;
 }
 
 /** The JSON object of a `--config` file (vae and unet stages): model config keys over the stage's defaults. */
 export function readConfigOverrides(stage: StageDefinition, file: string): Record<string, unknown> {
   if (stage.name !== 'vae' && stage.name !== 'unet')
-    throw new Error(`--config applies to the vae and unet stages, not '${stage.name}'`);
+    throw new KinemaError(
+      'TRAIN_BAD_OPTION',
+      `--config applies to the vae and unet stages, not '${stage.name}'`,
+    );
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`--config: cannot read ${file}: ${(e as Error).message}`);
+    throw new KinemaError('TRAIN_BAD_OPTION', `--config: cannot read ${file}: ${(e as Error).message}`);
   }
   let value: unknown;
   try {
     value = parseJsonLenient(text, file); // the parser of the scheduler configs: NaN/Infinity, line:column
   } catch (e) {
-    throw new Error(`--config: ${file} is not valid JSON: ${(e as Error).message}`);
+    throw new KinemaError('TRAIN_BAD_OPTION', `--config: ${file} is not valid JSON: ${(e as Error).message}`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new Error(`--config: ${file} must hold a JSON object of config keys`);
+    throw new KinemaError('TRAIN_BAD_OPTION', `--config: ${file} must hold a JSON object of config keys`);
   return value as Record<string, unknown>;
 }
 
@@ -151,7 +164,10 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
 /** `--base <dir>` (vae-temporal only): the pipeline folder whose VAE gets the temporal decoder. */
 function baseFolder(stage: StageDefinition, dir: string): string {
   if (stage.name !== 'vae-temporal')
-    throw new Error(`--base applies to the vae-temporal stage only, not '${stage.name}'`);
+    throw new KinemaError(
+      'TRAIN_BAD_OPTION',
+      `--base applies to the vae-temporal stage only, not '${stage.name}'`,
+    );
   return resolve(dir);
 }
 

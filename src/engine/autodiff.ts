@@ -6,6 +6,7 @@ import { getPrimitive } from './primitive.js';
 import { Builder, Tensor, withBuilder } from './tensor.js';
 import type { InputSpec } from './tensor.js';
 import * as op from './ops.js';
+import { KinemaError } from '../errors.js';
 
 export interface ValueAndGradOptions {
   /** Names of the program inputs (or weights) to differentiate with respect to; default: every weight. */
@@ -16,7 +17,8 @@ export interface ValueAndGradOptions {
 
 /** Adds gradient equations for `loss` (a scalar) with respect to `wrt` vars into the current builder. */
 export function backward(b: Builder, loss: Tensor, wrt: readonly Var[]): Map<number, Tensor> {
-  if (loss.size !== 1) throw new Error(`loss must be a scalar, got shape [${loss.shape}]`);
+  if (loss.size !== 1)
+    throw new KinemaError('ENGINE_INVALID_GRAPH', `loss must be a scalar, got shape [${loss.shape}]`);
   const cot = new Map<number, Tensor>();
   cot.set(loss.atom.id, op.onesLike(loss));
   const eqns = [...b.eqns];
@@ -61,13 +63,17 @@ export function valueAndGrad(
     const outs = result instanceof Tensor ? { loss: result } : result;
     const loss = outs['loss'];
     if (!loss)
-      throw new Error("valueAndGrad: the function must return a scalar or a record with a 'loss' entry");
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        "valueAndGrad: the function must return a scalar or a record with a 'loss' entry",
+      );
     const targets = opts.wrt
       ? b.inputs.filter((i) => opts.wrt!.includes(i.name))
       : b.inputs.filter((i) => i.role === 'weight');
     if (opts.wrt) {
       const missing = opts.wrt.filter((n) => !b.inputs.some((i) => i.name === n));
-      if (missing.length > 0) throw new Error(`valueAndGrad: no input named ${missing.join(', ')}`);
+      if (missing.length > 0)
+        throw new KinemaError('ENGINE_INVALID_GRAPH', `valueAndGrad: no input named ${missing.join(', ')}`);
     }
     const grads = backward(
       b,

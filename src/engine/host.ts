@@ -2,6 +2,7 @@
 import { allocHost, numel } from './ir.js';
 import type { DType, HostData, Shape } from './ir.js';
 import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16 } from '../io/half.js';
+import { KinemaError } from '../errors.js';
 
 export function strides(shape: Shape): number[] {
   const s = new Array<number>(shape.length);
@@ -49,7 +50,8 @@ export function broadcastShapes(a: Shape, b: Shape): number[] {
   for (let i = 0; i < n; i++) {
     const da = a[a.length - n + i] ?? 1;
     const db = b[b.length - n + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) throw new Error(`shapes [${a}] and [${b}] do not broadcast`);
+    if (da !== db && da !== 1 && db !== 1)
+      throw new KinemaError('ENGINE_INVALID_GRAPH', `shapes [${a}] and [${b}] do not broadcast`);
     out[i] = da === 1 ? db : da;
   }
   return out;
@@ -96,6 +98,7 @@ export function* multiIndices(shape: Shape): Generator<number[]> {
 
 export function normAxis(axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= rank) throw new Error(`axis ${axis} is out of range for rank ${rank}`);
+  if (a < 0 || a >= rank)
+    throw new KinemaError('ENGINE_INVALID_GRAPH', `axis ${axis} is out of range for rank ${rank}`);
   return a;
 }

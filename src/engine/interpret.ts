@@ -4,6 +4,7 @@ import type { Atom, HostData, Program } from './ir.js';
 import { getPrimitive } from './primitive.js';
 import type { HostValue } from './primitive.js';
 import type { HostTensor } from './runtime.js';
+import { KinemaError } from '../errors.js';
 
 export function interpret(
   program: Program,
@@ -12,15 +13,19 @@ export function interpret(
   const env = new Map<number, HostValue>();
   for (const inp of program.inputs) {
     const t = feeds[inp.name];
-    if (!t) throw new Error(`interpret: missing input '${inp.name}'`);
+    if (!t) throw new KinemaError('ENGINE_INVALID_GRAPH', `interpret: missing input '${inp.name}'`);
     if (t.shape.join() !== inp.v.shape.join())
-      throw new Error(`interpret: input '${inp.name}' has shape [${t.shape}], expected [${inp.v.shape}]`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `interpret: input '${inp.name}' has shape [${t.shape}], expected [${inp.v.shape}]`,
+      );
     env.set(inp.v.id, { shape: inp.v.shape, dtype: inp.v.dtype, data: t.data });
   }
   const read = (a: Atom): HostValue => {
     if (a.kind === 'lit') return { shape: a.shape, dtype: a.dtype, data: a.data };
     const v = env.get(a.id);
-    if (!v) throw new Error(`interpret: variable v${a.id} used before it is defined`);
+    if (!v)
+      throw new KinemaError('ENGINE_INVALID_GRAPH', `interpret: variable v${a.id} used before it is defined`);
     return v;
   };
   for (const eqn of program.eqns) {

@@ -5,6 +5,7 @@ import { numel } from './ir.js';
 import { normAxis } from './host.js';
 import { Tensor, bind, bind1, constant, scalar } from './tensor.js';
 import type { ConvParams } from './prims/conv.js';
+import { KinemaError } from '../errors.js';
 
 export type TensorLike = Tensor | number;
 
@@ -14,7 +15,7 @@ function lift(x: TensorLike, like: Tensor): Tensor {
 function pair(a: TensorLike, b: TensorLike): [Tensor, Tensor] {
   if (a instanceof Tensor) return [a, lift(b, a)];
   if (b instanceof Tensor) return [lift(a, b), b];
-  throw new Error('at least one operand must be a Tensor');
+  throw new KinemaError('ENGINE_INVALID_GRAPH', 'at least one operand must be a Tensor');
 }
 
 export const add = (a: TensorLike, b: TensorLike): Tensor => bind1('add', pair(a, b));
@@ -116,7 +117,7 @@ export function slice(
   const clamp = (v: number, d: number): number => Math.min(Math.max(v < 0 ? v + d : v, 0), d);
   const s = ax.map((a, i) => clamp(starts[i]!, x.shape[a]!));
   const e = ax.map((a, i) => clamp(ends[i]!, x.shape[a]!));
-  if (st.some((v) => v <= 0)) throw new Error('slice: steps must be positive');
+  if (st.some((v) => v <= 0)) throw new KinemaError('ENGINE_INVALID_GRAPH', 'slice: steps must be positive');
   if (ax.every((a, i) => s[i] === 0 && e[i] === x.shape[a] && st[i] === 1)) return x;
   return bind1('slice', [x], { starts: s, ends: e, axes: ax, steps: [...st] });
 }
@@ -126,7 +127,8 @@ export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor
 }
 export function chunk(x: Tensor, n: number, axis: number): Tensor[] {
   const d = x.shape[normAxis(axis, x.rank)]!;
-  if (d % n !== 0) throw new Error(`chunk: dimension ${d} is not divisible by ${n}`);
+  if (d % n !== 0)
+    throw new KinemaError('ENGINE_INVALID_GRAPH', `chunk: dimension ${d} is not divisible by ${n}`);
   return split(x, new Array<number>(n).fill(d / n), axis);
 }
 /** Constant padding; pads = [begin per axis..., end per axis...] (ONNX order). */
@@ -190,7 +192,11 @@ export const layerNormCore = (x: Tensor, eps: number): Tensor => bind1('layerNor
 /** Group norm over [N, C, ...] without affine: a layer norm over each group's values. */
 export function groupNormCore(x: Tensor, groups: number, eps: number): Tensor {
   const [n, c] = x.shape as [number, number];
-  if (c % groups !== 0) throw new Error(`group norm: ${c} channels are not divisible by ${groups} groups`);
+  if (c % groups !== 0)
+    throw new KinemaError(
+      'ENGINE_INVALID_GRAPH',
+      `group norm: ${c} channels are not divisible by ${groups} groups`,
+    );
   return reshape(layerNormCore(reshape(x, [n, groups, -1]), eps), x.shape);
 }
 
@@ -237,7 +243,7 @@ export function nearestResizeGrad(g: Tensor, inShape: Shape): Tensor {
   const spatial = inShape.slice(2);
   const factors = spatial.map((s, i) => g.shape[i + 2]! / s);
   if (factors.some((f) => !Number.isInteger(f)))
-    throw new Error('resize gradient needs integer scale factors');
+    throw new KinemaError('ENGINE_INVALID_GRAPH', 'resize gradient needs integer scale factors');
   const split: number[] = [...inShape.slice(0, 2)];
   spatial.forEach((s, i) => split.push(s, factors[i]!));
   const axes = spatial.map((_, i) => 3 + 2 * i);

@@ -4,6 +4,7 @@
 import type { Atom, DType, HostData, Params, Shape } from './ir.js';
 import type { Tensor } from './tensor.js';
 import type { OnnxNodeSink } from './onnx/lower_ctx.js';
+import { KinemaError } from '../errors.js';
 
 export interface AbstractValue {
   readonly shape: Shape;
@@ -57,14 +58,15 @@ export interface PrimitiveDef {
 const table = new Map<string, PrimitiveDef>();
 
 export function definePrimitive(def: PrimitiveDef): PrimitiveDef {
-  if (table.has(def.name)) throw new Error(`primitive '${def.name}' is defined twice`);
+  if (table.has(def.name))
+    throw new KinemaError('ENGINE_INVALID_GRAPH', `primitive '${def.name}' is defined twice`);
   table.set(def.name, def);
   return def;
 }
 
 export function getPrimitive(name: string): PrimitiveDef {
   const def = table.get(name);
-  if (!def) throw new Error(`unknown primitive '${name}'`);
+  if (!def) throw new KinemaError('ENGINE_INVALID_GRAPH', `unknown primitive '${name}'`);
   return def;
 }
 

@@ -1,3 +1,4 @@
+import { KinemaError } from '../errors.js';
 // Seeded, reproducible random numbers: the Philox4x32-10 counter-based generator (Salmon et al., "Parallel
 // Random Numbers: As Easy as 1, 2, 3", SC'11). The bit stream is pure 32-bit integer arithmetic, so a given
 // seed yields the same numbers on every machine; the generator state is a small JSON string, so training
@@ -66,7 +67,8 @@ function philoxBlock(
 
 /** Philox4x32-10 as a pure function (the Random123 known-answer tests use this form). */
 export function philox4x32(counter: ArrayLike<number>, key: ArrayLike<number>): Uint32Array {
-  if (counter.length !== 4 || key.length !== 2) throw new Error('philox4x32: counter needs 4 words, key 2');
+  if (counter.length !== 4 || key.length !== 2)
+    throw new KinemaError('RANDOM_BAD_STATE', 'philox4x32: counter needs 4 words, key 2');
   const out = new Uint32Array(4);
   philoxBlock(counter, key[0]!, key[1]!, out, 0);
   return out;
@@ -79,18 +81,24 @@ function isUint32(v: unknown): v is number {
 function seedToKey(seed: number | bigint): [number, number] {
   if (typeof seed === 'number') {
     if (!Number.isSafeInteger(seed) || seed < 0) {
-      throw new RangeError(`Generator: seed must be a non-negative safe integer, got ${seed}`);
+      throw new KinemaError(
+        'RANDOM_BAD_STATE',
+        `Generator: seed must be a non-negative safe integer, got ${seed}`,
+      );
     }
     return [seed % 2 ** 32, Math.floor(seed / 2 ** 32)];
   }
   if (seed < 0n || seed >= 1n << 64n)
-    throw new RangeError(`Generator: bigint seed must fit in 64 bits, got ${seed}`);
+    throw new KinemaError('RANDOM_BAD_STATE', `Generator: bigint seed must fit in 64 bits, got ${seed}`);
   return [Number(seed & 0xffffffffn), Number(seed >> 32n)];
 }
 
 function checkCount(what: string, count: number): void {
   if (!Number.isSafeInteger(count) || count < 0) {
-    throw new RangeError(`Generator.${what}: count must be a non-negative integer, got ${count}`);
+    throw new KinemaError(
+      'RANDOM_BAD_STATE',
+      `Generator.${what}: count must be a non-negative integer, got ${count}`,
+    );
   }
 }
 
@@ -166,21 +174,27 @@ export class Generator {
     try {
       parsed = JSON.parse(s);
     } catch (e) {
-      throw new Error(`Generator.setState: state is not JSON (${(e as Error).message})`);
+      throw new KinemaError(
+        'RANDOM_BAD_STATE',
+        `Generator.setState: state is not JSON (${(e as Error).message})`,
+      );
     }
     const st = parsed as { algorithm?: unknown; key?: unknown; counter?: unknown; used?: unknown } | null;
     if (typeof st !== 'object' || st === null || st.algorithm !== STATE_ALGORITHM) {
-      throw new Error(`Generator.setState: expected an object with algorithm "${STATE_ALGORITHM}"`);
+      throw new KinemaError(
+        'RANDOM_BAD_STATE',
+        `Generator.setState: expected an object with algorithm "${STATE_ALGORITHM}"`,
+      );
     }
     const { key, counter, used } = st;
     if (!Array.isArray(key) || key.length !== 2 || !key.every(isUint32)) {
-      throw new Error('Generator.setState: "key" must be two uint32 words');
+      throw new KinemaError('RANDOM_BAD_STATE', 'Generator.setState: "key" must be two uint32 words');
     }
     if (!Array.isArray(counter) || counter.length !== 4 || !counter.every(isUint32)) {
-      throw new Error('Generator.setState: "counter" must be four uint32 words');
+      throw new KinemaError('RANDOM_BAD_STATE', 'Generator.setState: "counter" must be four uint32 words');
     }
     if (typeof used !== 'number' || !Number.isInteger(used) || used < 0 || used > 4) {
-      throw new Error('Generator.setState: "used" must be an integer in [0, 4]');
+      throw new KinemaError('RANDOM_BAD_STATE', 'Generator.setState: "used" must be an integer in [0, 4]');
     }
     this.#key = [key[0], key[1]];
     this.#counter.set(counter);

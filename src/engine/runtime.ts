@@ -7,6 +7,7 @@ import type { DType, HostData, Program, Shape } from './ir.js';
 import { numel } from './ir.js';
 import { emitOnnx } from './onnx/emit.js';
 import { ortBackend } from './ort_backend.js';
+import { KinemaError } from '../errors.js';
 
 export type { ExecutionProvider } from './backend.js';
 
@@ -21,7 +22,10 @@ export interface HostTensor {
 
 export function hostTensor(data: HostData, shape: Shape, dtype?: DType): HostTensor {
   if (data.length !== numel(shape))
-    throw new Error(`tensor data has ${data.length} values but shape [${shape}] needs ${numel(shape)}`);
+    throw new KinemaError(
+      'ENGINE_BAD_FEED',
+      `tensor data has ${data.length} values but shape [${shape}] needs ${numel(shape)}`,
+    );
   return { data, shape: [...shape], dtype: dtype ?? inferDType(data) };
 }
 
@@ -63,7 +67,8 @@ function emitTarget(ep: ExecutionProvider, opts: CompileOptions): { fusedAttenti
 export function providerError(ep: ExecutionProvider, e: unknown): Error {
   const msg = e instanceof Error ? e.message : String(e);
   if (ep === 'webgpu' && /adapter/i.test(msg))
-    return new Error(
+    return new KinemaError(
+      'ENGINE_PROVIDER_FAILED',
       'the webgpu execution provider found no GPU adapter (on Linux it needs a Vulkan driver: a GPU driver, ' +
         "or Mesa's lavapipe CPU driver newer than Debian 12's 22.3, e.g. bookworm-backports' 25 via " +
         'scripts/install-lavapipe.sh; use --device cpu otherwise). ' +
@@ -71,7 +76,8 @@ export function providerError(ep: ExecutionProvider, e: unknown): Error {
       { cause: e },
     );
   if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(msg))
-    return new Error(
+    return new KinemaError(
+      'ENGINE_PROVIDER_FAILED',
       "the cuda execution provider could not start (install onnxruntime-node's CUDA provider with a " +
         `matching CUDA runtime, or use --device cpu). ONNX Runtime said: ${msg.trim()}`,
       { cause: e },
@@ -127,22 +133,26 @@ export class Executable {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const name of this.inputNames) {
       const t = feeds[name];
-      if (!t) throw new Error(`missing input '${name}'`);
+      if (!t) throw new KinemaError('ENGINE_BAD_FEED', `missing input '${name}'`);
       const spec = this.program.inputs.find((i) => i.name === name)!;
       if (t.shape.join() !== spec.v.shape.join() || t.dtype !== spec.v.dtype) {
-        throw new Error(
+        throw new KinemaError(
+          'ENGINE_BAD_FEED',
           `input '${name}': expected ${spec.v.dtype}[${spec.v.shape}], got ${t.dtype}[${t.shape}]`,
         );
       }
       if (t.dtype === 'bfloat16')
-        throw new Error(`input '${name}': bfloat16 tensors must be cast to float32 on the host`);
+        throw new KinemaError(
+          'ENGINE_BAD_FEED',
+          `input '${name}': bfloat16 tensors must be cast to float32 on the host`,
+        );
       ortFeeds[name] = new ortBackend.Tensor(t.dtype, t.data as ort.Tensor.DataType, [...t.shape]);
     }
     const results = await this.session.run(ortFeeds);
     const out: Record<string, HostTensor> = {};
     for (const o of this.program.outputs) {
       const r = results[o.name];
-      if (!r) throw new Error(`runtime produced no output '${o.name}'`);
+      if (!r) throw new KinemaError('ENGINE_BAD_FEED', `runtime produced no output '${o.name}'`);
       out[o.name] = { dtype: o.atom.dtype, shape: [...r.dims], data: r.data as HostData };
       r.dispose();
     }

@@ -15,6 +15,7 @@ import type {
   Var,
 } from './ir.js';
 import { getPrimitive } from './primitive.js';
+import { KinemaError } from '../errors.js';
 
 export class Builder {
   private nextId = 0;
@@ -28,12 +29,16 @@ export class Builder {
 
   literal(data: HostData, shape: Shape, dtype: DType): Literal {
     if (data.length !== numel(shape))
-      throw new Error(`literal of shape [${shape}] needs ${numel(shape)} values`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `literal of shape [${shape}] needs ${numel(shape)} values`,
+      );
     return { kind: 'lit', id: this.nextId++, shape: [...shape], dtype, data };
   }
 
   addInput(name: string, shape: Shape, dtype: DType, role: 'input' | 'weight'): Var {
-    if (this.inputs.some((i) => i.name === name)) throw new Error(`duplicate program input '${name}'`);
+    if (this.inputs.some((i) => i.name === name))
+      throw new KinemaError('ENGINE_INVALID_GRAPH', `duplicate program input '${name}'`);
     const v = this.newVar(shape, dtype);
     this.inputs.push({ name, v, role });
     return v;
@@ -44,7 +49,10 @@ export class Builder {
     const known = this.weightVars.get(name);
     if (known) {
       if (known.shape.join() !== shape.join() || known.dtype !== dtype) {
-        throw new Error(`weight '${name}' used with two different shapes/dtypes`);
+        throw new KinemaError(
+          'ENGINE_INVALID_GRAPH',
+          `weight '${name}' used with two different shapes/dtypes`,
+        );
       }
       return known;
     }
@@ -62,7 +70,11 @@ const stack: Builder[] = [];
 
 export function currentBuilder(): Builder {
   const b = stack[stack.length - 1];
-  if (!b) throw new Error('no active trace: tensor ops must run inside trace() or a traced function');
+  if (!b)
+    throw new KinemaError(
+      'ENGINE_INVALID_GRAPH',
+      'no active trace: tensor ops must run inside trace() or a traced function',
+    );
   return b;
 }
 
@@ -110,7 +122,7 @@ export function bind(prim: string, inputs: readonly Tensor[], params: Params = {
 
 export function bind1(prim: string, inputs: readonly Tensor[], params: Params = {}): Tensor {
   const out = bind(prim, inputs, params)[0];
-  if (!out) throw new Error(`primitive '${prim}' produced no output`);
+  if (!out) throw new KinemaError('ENGINE_INVALID_GRAPH', `primitive '${prim}' produced no output`);
   return out;
 }
 

@@ -4,9 +4,10 @@
 
 import { resolveLoader } from './loader.js';
 import type { FileLoader } from './loader.js';
+import { KinemaError } from '../errors.js';
 
 /** Parse error with the source name and a 1-based line:column position. */
-export class JsonParseError extends Error {
+export class JsonParseError extends KinemaError {
   constructor(
     message: string,
     readonly source: string,
@@ -14,7 +15,7 @@ export class JsonParseError extends Error {
     readonly line: number,
     readonly column: number,
   ) {
-    super(`${source}:${line}:${column}: ${message}`);
+    super('JSON_INVALID', `${source}:${line}:${column}: ${message}`);
     this.name = 'JsonParseError';
   }
 }
@@ -37,7 +38,7 @@ export async function readJsonLenient(path: string, loader?: FileLoader): Promis
   try {
     text = resolveLoader(loader).readText(path);
   } catch (err) {
-    throw new Error(`cannot read JSON file ${path}: ${(err as Error).message}`);
+    throw new KinemaError('FILE_UNREADABLE', `cannot read JSON file ${path}: ${(err as Error).message}`);
   }
   return parseJsonLenient(text, path);
 }

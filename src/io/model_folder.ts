@@ -6,11 +6,12 @@ import { parseJsonLenient } from './json.js';
 import { joinPath as join, resolveLoader } from './loader.js';
 import type { FileLoader } from './loader.js';
 import { SafetensorsFile } from './safetensors_format.js';
+import { KinemaError } from '../errors.js';
 
 /** A model folder (or one of its files) is missing, unreadable or inconsistent; the message names it. */
-export class ModelLoadError extends Error {
-  constructor(message: string) {
-    super(message);
+export class ModelLoadError extends KinemaError {
+  constructor(message: string, code = 'MODEL_LOAD_FAILED') {
+    super(code, message);
     this.name = 'ModelLoadError';
   }
 }

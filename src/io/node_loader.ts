@@ -1,6 +1,7 @@
 // The FileLoader of Node: the local file system.
 import { closeSync, fstatSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import type { FileLoader, RandomAccessFile } from './loader.js';
+import { KinemaError } from '../errors.js';
 
 /** Largest single readSync request (Node rejects lengths ≥ 2 GiB). */
 const MAX_IO_CHUNK = 1 << 30;
@@ -12,7 +13,7 @@ function openFile(path: string): RandomAccessFile {
   return {
     size,
     read(position, length) {
-      if (fd === undefined) throw new Error(`${path}: read after close()`);
+      if (fd === undefined) throw new KinemaError('IO_READ_AFTER_CLOSE', `${path}: read after close()`);
       const n = Math.max(0, Math.min(length, size - position));
       const out = new Uint8Array(n);
       let done = 0;

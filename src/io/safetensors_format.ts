@@ -7,6 +7,7 @@
 import { resolveLoader } from './loader.js';
 import type { FileLoader, RandomAccessFile } from './loader.js';
 import { bf16ToF32, f16ToF32, f8E4M3ToF32, f8E5M2ToF32 } from './half.js';
+import { KinemaError } from '../errors.js';
 
 /** Bytes per element of each safetensors dtype (F8_E4M3 is the "fn" variant: no infinities). */
 export const DTYPE_BYTES = {
@@ -40,13 +41,15 @@ export type SafetensorsErrorCode =
   | 'OVERLAPPING_OFFSETS'
   | 'MISSING_TENSOR';
 
-export class SafetensorsError extends Error {
-  readonly code: SafetensorsErrorCode;
+/** A safetensors file is missing or malformed; `code` is `SAFETENSORS_<reason>` (docs/errors.md). */
+export class SafetensorsError extends KinemaError {
+  /** The short reason (`BAD_HEADER`, …); `code` is the catalogue's `SAFETENSORS_BAD_HEADER`. */
+  readonly reason: SafetensorsErrorCode;
   readonly path: string;
-  constructor(code: SafetensorsErrorCode, path: string, message: string) {
-    super(`${path}: ${message}`);
+  constructor(reason: SafetensorsErrorCode, path: string, message: string) {
+    super(`SAFETENSORS_${reason}`, `${path}: ${message}`);
     this.name = 'SafetensorsError';
-    this.code = code;
+    this.reason = reason;
     this.path = path;
   }
 }
@@ -82,7 +85,10 @@ const METADATA_KEY = '__metadata__';
 /** Same limit as the reference implementation: a header above 100 MB is treated as corrupt. */
 const MAX_HEADER_BYTES = 100_000_000;
 if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) {
-  throw new Error('safetensors: big-endian hosts are not supported (tensor data is little-endian)');
+  throw new KinemaError(
+    'HOST_BIG_ENDIAN',
+    'safetensors: big-endian hosts are not supported (tensor data is little-endian)',
+  );
 }
 
 function err(code: SafetensorsErrorCode, path: string, message: string): SafetensorsError {
@@ -336,7 +342,8 @@ export class SafetensorsFile {
   /** One tensor's raw little-endian bytes, read with a single positioned read. */
   readBytes(name: string): Uint8Array {
     const t = this.info(name);
-    if (this.#file === undefined) throw new Error(`${this.path}: read of "${name}" after close()`);
+    if (this.#file === undefined)
+      throw new KinemaError('IO_READ_AFTER_CLOSE', `${this.path}: read of "${name}" after close()`);
     return preadExact(this.#file, this.path, t.byteOffset, t.byteLength, `tensor "${name}"`);
   }
 

@@ -159,7 +159,8 @@ export class TorchCheckpoint {
   /** The tensor's bytes, contiguous row-major little-endian, in its own dtype (views are gathered). */
   readBytes(key: string): Uint8Array {
     const t = this.tensor(key);
-    if (this.#fd === undefined) throw new Error(`${this.path}: read of "${key}" after close()`);
+    if (this.#fd === undefined)
+      throw new KinemaError('IO_READ_AFTER_CLOSE', `${this.path}: read of "${key}" after close()`);
     const e = DTYPE_BYTES[t.dtype];
     const n = t.numel;
     if (n === 0) return new Uint8Array(0);

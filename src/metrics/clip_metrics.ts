@@ -15,6 +15,7 @@
 // Frame consistency (as in Tune-A-Video / common T2V evaluations):
 //   frameConsistency = mean over consecutive frames t of cos(E_img(f_t), E_img(f_{t+1})).
 import { resizeRgbPil, type RgbVideo } from './image_ops.js';
+import { KinemaError } from '../errors.js';
 
 export const OPENAI_CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 export const OPENAI_CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
@@ -61,7 +62,8 @@ export function clipPreprocess(
   const mean = opts.mean ?? OPENAI_CLIP_MEAN;
   const std = opts.std ?? OPENAI_CLIP_STD;
   if (rgb.length !== width * height * 3) {
-    throw new Error(
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
       `clipPreprocess: expected ${width * height * 3} bytes for ${width}x${height} RGB, got ${rgb.length}`,
     );
   }
@@ -96,7 +98,10 @@ export function clipPreprocess(
 
 export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length || a.length === 0) {
-    throw new Error(`cosineSimilarity: embedding sizes differ or are empty (${a.length} vs ${b.length})`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `cosineSimilarity: embedding sizes differ or are empty (${a.length} vs ${b.length})`,
+    );
   }
   let dot = 0;
   let na = 0;
@@ -106,7 +111,8 @@ export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): nu
     na += a[i]! * a[i]!;
     nb += b[i]! * b[i]!;
   }
-  if (na === 0 || nb === 0) throw new Error('cosineSimilarity: zero-length embedding');
+  if (na === 0 || nb === 0)
+    throw new KinemaError('METRIC_BAD_INPUT', 'cosineSimilarity: zero-length embedding');
   return dot / Math.sqrt(na * nb);
 }
 
@@ -147,7 +153,7 @@ export class ClipVideoScorer {
   ) {
     this.batchSize = opts.batchSize ?? 16;
     if (!Number.isInteger(this.batchSize) || this.batchSize < 1)
-      throw new Error(`CLIP: bad batch size ${this.batchSize}`);
+      throw new KinemaError('METRIC_BAD_INPUT', `CLIP: bad batch size ${this.batchSize}`);
   }
 
   async push(frame: Uint8Array): Promise<void> {
@@ -167,7 +173,10 @@ export class ClipVideoScorer {
     this.batch.length = 0;
     const embeddings = await this.embedder.embedImages(pixels, count);
     if (embeddings.length !== count)
-      throw new Error(`CLIP: embedImages returned ${embeddings.length} embeddings for ${count} images`);
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `CLIP: embedImages returned ${embeddings.length} embeddings for ${count} images`,
+      );
     for (const e of embeddings) {
       if (this.textEmbedding !== null)
         this.perFrame.push(Math.max(100 * cosineSimilarity(e, this.textEmbedding), 0));
@@ -182,7 +191,7 @@ export class ClipVideoScorer {
 
   async finish(): Promise<ClipVideoScores> {
     await this.flush();
-    if (this.frames === 0) throw new Error('CLIP: no frames');
+    if (this.frames === 0) throw new KinemaError('METRIC_BAD_INPUT', 'CLIP: no frames');
     const clipScore =
       this.textEmbedding === null ? null : this.perFrame.reduce((a, b) => a + b, 0) / this.perFrame.length;
     return {
@@ -213,7 +222,10 @@ export async function frameConsistency(
   opts: ClipScorerOptions = {},
 ): Promise<number> {
   if (video.frames.length < 2)
-    throw new Error(`frame consistency needs at least 2 frames, got ${video.frames.length}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `frame consistency needs at least 2 frames, got ${video.frames.length}`,
+    );
   const scorer = new ClipVideoScorer(embedder, video.width, video.height, { ...opts, prompt: undefined });
   for (const f of video.frames) await scorer.push(f);
   return (await scorer.finish()).frameConsistency!;

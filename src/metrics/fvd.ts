@@ -15,6 +15,7 @@
 // to 224x224 with bilinear interpolation (no antialiasing) and mapped x ↦ x/127.5 − 1.
 import * as ort from 'onnxruntime-node';
 import { resizeBilinear, type RgbVideo } from './image_ops.js';
+import { KinemaError } from '../errors.js';
 
 /** Eigen-decomposition of a symmetric n×n matrix (row-major) by cyclic Jacobi rotations. */
 export function symmetricEigen(
@@ -22,7 +23,10 @@ export function symmetricEigen(
   n: number,
 ): { values: Float64Array; vectors: Float64Array } {
   if (matrix.length !== n * n)
-    throw new Error(`symmetricEigen: expected ${n * n} entries, got ${matrix.length}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `symmetricEigen: expected ${n * n} entries, got ${matrix.length}`,
+    );
   const a = Float64Array.from(matrix);
   const v = new Float64Array(n * n);
   for (let i = 0; i < n; i++) v[i * n + i] = 1;
@@ -111,7 +115,8 @@ export function frechetDistance(
 ): number {
   const n = mu1.length;
   if (mu2.length !== n || sigma1.length !== n * n || sigma2.length !== n * n) {
-    throw new Error(
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
       `frechetDistance: dimension mismatch (mu1 ${mu1.length}, mu2 ${mu2.length}, sigma1 ${sigma1.length}, sigma2 ${sigma2.length})`,
     );
   }
@@ -146,11 +151,16 @@ export interface FeatureStats {
 /** Mean and covariance of feature vectors (at least 2). */
 export function featureStats(features: readonly ArrayLike<number>[]): FeatureStats {
   const count = features.length;
-  if (count < 2) throw new Error(`featureStats: need at least 2 feature vectors, got ${count}`);
+  if (count < 2)
+    throw new KinemaError('METRIC_BAD_INPUT', `featureStats: need at least 2 feature vectors, got ${count}`);
   const dim = features[0]!.length;
   const mu = new Float64Array(dim);
   for (const f of features) {
-    if (f.length !== dim) throw new Error(`featureStats: feature lengths differ (${dim} vs ${f.length})`);
+    if (f.length !== dim)
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `featureStats: feature lengths differ (${dim} vs ${f.length})`,
+      );
     for (let i = 0; i < dim; i++) mu[i]! += f[i]!;
   }
   for (let i = 0; i < dim; i++) mu[i]! /= count;
@@ -199,18 +209,23 @@ export class I3DFeatureExtractor {
     try {
       session = await ort.InferenceSession.create(modelPath, sessionOpts);
     } catch (err) {
-      throw new Error(
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
         `I3D: cannot load ONNX model ${modelPath}: ${err instanceof Error ? err.message : String(err)}`,
       );
     }
     if (session.inputMetadata.length !== 1) {
-      throw new Error(
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
         `I3D: model has ${session.inputMetadata.length} inputs, expected 1 ([N, 3, T, 224, 224])`,
       );
     }
     const meta = session.inputMetadata[0]!;
     if (!meta.isTensor || meta.type !== 'float32' || (meta.shape.length !== 0 && meta.shape.length !== 5)) {
-      throw new Error(`I3D: input '${meta.name}' must be float32 [N, 3, T, 224, 224]`);
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `I3D: input '${meta.name}' must be float32 [N, 3, T, 224, 224]`,
+      );
     }
     const [, c, t, h, w] = meta.shape;
     if (
@@ -218,14 +233,18 @@ export class I3DFeatureExtractor {
       (typeof h === 'number' && h !== I3D_SIZE) ||
       (typeof w === 'number' && w !== I3D_SIZE)
     ) {
-      throw new Error(
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
         `I3D: input '${meta.name}' is [${meta.shape.join(', ')}], expected [N, 3, T, 224, 224]`,
       );
     }
     const fixedT = typeof t === 'number' && t > 0 ? t : null;
     const numFrames = opts.numFrames ?? fixedT ?? 16;
     if (fixedT !== null && numFrames !== fixedT) {
-      throw new Error(`I3D: model takes exactly ${fixedT} frames, numFrames is ${numFrames}`);
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `I3D: model takes exactly ${fixedT} frames, numFrames is ${numFrames}`,
+      );
     }
     const fixedN = meta.shape[0];
     const batchSize = typeof fixedN === 'number' && fixedN > 0 ? fixedN : (opts.batchSize ?? 1);
@@ -236,7 +255,10 @@ export class I3DFeatureExtractor {
   preprocess(video: RgbVideo): Float32Array {
     const t = this.numFrames;
     if (video.frames.length < t) {
-      throw new Error(`I3D: a video has ${video.frames.length} frames, the model needs ${t}`);
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `I3D: a video has ${video.frames.length} frames, the model needs ${t}`,
+      );
     }
     const plane = I3D_SIZE * I3D_SIZE;
     const out = new Float32Array(3 * t * plane);
@@ -245,7 +267,10 @@ export class I3DFeatureExtractor {
     for (let f = 0; f < t; f++) {
       const rgb = video.frames[f]!;
       if (rgb.length !== n * 3)
-        throw new Error(`I3D: frame ${f} does not match ${video.width}x${video.height} RGB`);
+        throw new KinemaError(
+          'METRIC_BAD_INPUT',
+          `I3D: frame ${f} does not match ${video.width}x${video.height} RGB`,
+        );
       for (let c = 0; c < 3; c++) {
         for (let i = 0; i < n; i++) channel[i] = rgb[i * 3 + c]!;
         const r = resizeBilinear(channel, video.width, video.height, I3D_SIZE, I3D_SIZE);
@@ -271,10 +296,13 @@ export class I3DFeatureExtractor {
       const results = await this.session.run({ [this.inputName]: input });
       const out = results[this.session.outputNames[0]!];
       if (!(out instanceof ort.Tensor) || out.type !== 'float32')
-        throw new Error('I3D: first output is not a float32 tensor');
+        throw new KinemaError('METRIC_BAD_INPUT', 'I3D: first output is not a float32 tensor');
       const dims = out.dims.filter((d, i) => i < 2 || d !== 1);
       if (dims.length !== 2 || dims[0] !== this.batchSize) {
-        throw new Error(`I3D: output shaped [${out.dims.join(', ')}], expected [${this.batchSize}, F]`);
+        throw new KinemaError(
+          'METRIC_BAD_INPUT',
+          `I3D: output shaped [${out.dims.join(', ')}], expected [${this.batchSize}, F]`,
+        );
       }
       const f = dims[1]!;
       const values = out.data as Float32Array;
@@ -300,12 +328,14 @@ export async function fvd(
   extractor: VideoFeatureExtractor,
 ): Promise<number> {
   if (realVideos.length < 2 || fakeVideos.length < 2) {
-    throw new Error(
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
       `FVD needs at least 2 videos per set (got ${realVideos.length} real, ${fakeVideos.length} generated)`,
     );
   }
   const real = featureStats(await extractor.extract(realVideos));
   const fake = featureStats(await extractor.extract(fakeVideos));
-  if (real.dim !== fake.dim) throw new Error(`FVD: feature sizes differ (${real.dim} vs ${fake.dim})`);
+  if (real.dim !== fake.dim)
+    throw new KinemaError('METRIC_BAD_INPUT', `FVD: feature sizes differ (${real.dim} vs ${fake.dim})`);
   return frechetDistance(real.mu, real.sigma, fake.mu, fake.sigma);
 }

@@ -1,3 +1,4 @@
+import { KinemaError } from '../errors.js';
 // Small image operations shared by the metrics: grayscale conversion, Gaussian blur, box filtering and the
 // resamplers whose exact semantics the reference metrics depend on.
 //
@@ -21,7 +22,10 @@ export interface RgbVideo {
 export function rgbToGray(rgb: Uint8Array, width: number, height: number): Float32Array {
   const n = width * height;
   if (rgb.length !== n * 3) {
-    throw new Error(`rgbToGray: expected ${n * 3} bytes for ${width}x${height} RGB, got ${rgb.length}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `rgbToGray: expected ${n * 3} bytes for ${width}x${height} RGB, got ${rgb.length}`,
+    );
   }
   const out = new Float32Array(n);
   for (let i = 0, j = 0; i < n; i++, j += 3) {

@@ -21,6 +21,7 @@
 import { resizeRgbBilinear, roundHalfEven } from './image_ops.js';
 import { FarnebackEstimator, type FlowEstimator, type FlowField } from './optical_flow.js';
 import { FlowSmoothnessAccumulator, type SmoothnessResult } from './smoothness.js';
+import { KinemaError } from '../errors.js';
 
 /** Default MAWE normalisation constant c of StreamingT2V's script. */
 export const MAWE_COEFF = 9.5;
@@ -39,7 +40,10 @@ export interface ForwardWarp {
 export function forwardWarp(rgb: Uint8Array, flow: FlowField, width: number, height: number): ForwardWarp {
   const n = width * height;
   if (rgb.length !== n * 3 || flow.u.length !== n || flow.v.length !== n) {
-    throw new Error(`forwardWarp: frame/flow sizes do not match ${width}x${height}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `forwardWarp: frame/flow sizes do not match ${width}x${height}`,
+    );
   }
   const source = new Int32Array(n).fill(-1);
   for (let y = 0; y < height; y++) {
@@ -139,10 +143,12 @@ export class MotionAnalyzer {
     this.flowWidth = size === null ? width : size[0];
     this.flowHeight = size === null ? height : size[1];
     for (const v of [width, height, this.flowWidth, this.flowHeight]) {
-      if (!Number.isInteger(v) || v < 2) throw new Error(`MotionAnalyzer: bad frame or flow size ${v}`);
+      if (!Number.isInteger(v) || v < 2)
+        throw new KinemaError('METRIC_BAD_INPUT', `MotionAnalyzer: bad frame or flow size ${v}`);
     }
     this.coeff = opts.coeff ?? MAWE_COEFF;
-    if (!(this.coeff > 0)) throw new Error(`MotionAnalyzer: coeff must be positive, got ${this.coeff}`);
+    if (!(this.coeff > 0))
+      throw new KinemaError('METRIC_BAD_INPUT', `MotionAnalyzer: coeff must be positive, got ${this.coeff}`);
     this.estimator = opts.estimator ?? new FarnebackEstimator();
     this.smooth = new FlowSmoothnessAccumulator(this.flowWidth * this.flowHeight);
   }
@@ -154,7 +160,8 @@ export class MotionAnalyzer {
   /** Adds the next RGB24 frame; returns the pair's [warpError, motion] once there is a previous frame. */
   async push(frame: Uint8Array): Promise<{ warpError: number; motion: number } | null> {
     if (frame.length !== this.width * this.height * 3) {
-      throw new Error(
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
         `MotionAnalyzer: frame has ${frame.length} bytes, expected ${this.width * this.height * 3}`,
       );
     }
@@ -172,7 +179,8 @@ export class MotionAnalyzer {
   }
 
   result(): MotionResult {
-    if (this.pairs === 0) throw new Error('MotionAnalyzer: needs at least 2 frames');
+    if (this.pairs === 0)
+      throw new KinemaError('METRIC_BAD_INPUT', 'MotionAnalyzer: needs at least 2 frames');
     const ratios = this.warpErrors.map((w, i) => w / (this.coeff * this.motions[i]!));
     const defined = ratios.filter((r) => !Number.isNaN(r));
     const mawe = defined.length === 0 ? null : defined.reduce((a, b) => a + b, 0) / defined.length;
@@ -197,7 +205,8 @@ export async function analyzeMotion(
   height: number,
   opts: MotionOptions = {},
 ): Promise<MotionResult> {
-  if (frames.length < 2) throw new Error(`motion metrics need at least 2 frames, got ${frames.length}`);
+  if (frames.length < 2)
+    throw new KinemaError('METRIC_BAD_INPUT', `motion metrics need at least 2 frames, got ${frames.length}`);
   const analyzer = new MotionAnalyzer(width, height, opts);
   for (const f of frames) await analyzer.push(f);
   return analyzer.result();

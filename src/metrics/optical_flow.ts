@@ -18,6 +18,7 @@
 // Convention: flow (u, v) maps `prev` to `next`: prev(x, y) ≈ next(x + u, y + v); x to the right, y down, pixels.
 // Identical frames give exactly zero flow.
 import { blurSeparable, boxSum, gaussianKernel, resizeBilinear, rgbToGray } from './image_ops.js';
+import { KinemaError } from '../errors.js';
 
 export interface FlowField {
   u: Float32Array;
@@ -54,18 +55,27 @@ function resolveOptions(opts: FarnebackOptions): ResolvedOptions {
     regularization: opts.regularization ?? 0.05,
   };
   if (!(o.pyrScale > 0 && o.pyrScale < 1))
-    throw new Error(`opticalFlow: pyrScale must be in (0, 1), got ${o.pyrScale}`);
-  if (!Number.isInteger(o.levels) || o.levels < 0) throw new Error(`opticalFlow: bad levels ${o.levels}`);
+    throw new KinemaError('METRIC_BAD_INPUT', `opticalFlow: pyrScale must be in (0, 1), got ${o.pyrScale}`);
+  if (!Number.isInteger(o.levels) || o.levels < 0)
+    throw new KinemaError('METRIC_BAD_INPUT', `opticalFlow: bad levels ${o.levels}`);
   if (!Number.isInteger(o.winSize) || o.winSize < 3 || o.winSize % 2 === 0) {
-    throw new Error(`opticalFlow: winSize must be an odd integer ≥ 3, got ${o.winSize}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `opticalFlow: winSize must be an odd integer ≥ 3, got ${o.winSize}`,
+    );
   }
   if (!Number.isInteger(o.iterations) || o.iterations < 1)
-    throw new Error(`opticalFlow: bad iterations ${o.iterations}`);
+    throw new KinemaError('METRIC_BAD_INPUT', `opticalFlow: bad iterations ${o.iterations}`);
   if (!Number.isInteger(o.polyN) || o.polyN < 3 || o.polyN % 2 === 0) {
-    throw new Error(`opticalFlow: polyN must be an odd integer ≥ 3, got ${o.polyN}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `opticalFlow: polyN must be an odd integer ≥ 3, got ${o.polyN}`,
+    );
   }
-  if (!(o.polySigma > 0)) throw new Error(`opticalFlow: polySigma must be positive, got ${o.polySigma}`);
-  if (!(o.regularization >= 0)) throw new Error(`opticalFlow: bad regularization ${o.regularization}`);
+  if (!(o.polySigma > 0))
+    throw new KinemaError('METRIC_BAD_INPUT', `opticalFlow: polySigma must be positive, got ${o.polySigma}`);
+  if (!(o.regularization >= 0))
+    throw new KinemaError('METRIC_BAD_INPUT', `opticalFlow: bad regularization ${o.regularization}`);
   return o;
 }
 
@@ -133,7 +143,8 @@ function invert3(m: number[][]): [number, number, number][] {
   const B = -(d! * i! - f! * g!);
   const C = d! * h! - e! * g!;
   const det = a! * A + b! * B + c! * C;
-  if (Math.abs(det) < 1e-12) throw new Error('opticalFlow: singular polynomial-expansion Gram matrix');
+  if (Math.abs(det) < 1e-12)
+    throw new KinemaError('METRIC_BAD_INPUT', 'opticalFlow: singular polynomial-expansion Gram matrix');
   const s = 1 / det;
   return [
     [A * s, -(b! * i! - c! * h!) * s, (b! * f! - c! * e!) * s],
@@ -311,7 +322,10 @@ export class Farneback {
 
   constructor(width: number, height: number, opts: FarnebackOptions = {}) {
     if (!Number.isInteger(width) || !Number.isInteger(height) || width < 2 || height < 2) {
-      throw new Error(`opticalFlow: frame size must be at least 2x2 pixels, got ${width}x${height}`);
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `opticalFlow: frame size must be at least 2x2 pixels, got ${width}x${height}`,
+      );
     }
     this.width = width;
     this.height = height;
@@ -324,7 +338,8 @@ export class Farneback {
   prepare(gray: Float32Array): PreparedFrame {
     const { width, height } = this;
     if (gray.length !== width * height) {
-      throw new Error(
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
         `opticalFlow: expected ${width * height} gray values for ${width}x${height}, got ${gray.length}`,
       );
     }
@@ -347,7 +362,7 @@ export class Farneback {
   /** Flow from `prev` to `next`. */
   flow(prev: PreparedFrame, next: PreparedFrame): FlowField {
     if (prev.levels.length !== this.sizes.length || next.levels.length !== this.sizes.length) {
-      throw new Error('opticalFlow: frames were prepared by a different estimator');
+      throw new KinemaError('METRIC_BAD_INPUT', 'opticalFlow: frames were prepared by a different estimator');
     }
     let flow: FlowField | null = null;
     let prevSize = this.sizes[this.sizes.length - 1]!;
@@ -389,7 +404,11 @@ export class Farneback {
 }
 
 function checkFrame(data: ArrayLike<number>, n: number, what: string): void {
-  if (data.length !== n) throw new Error(`opticalFlow: ${what} has ${data.length} values, expected ${n}`);
+  if (data.length !== n)
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `opticalFlow: ${what} has ${data.length} values, expected ${n}`,
+    );
 }
 
 /** Dense flow between two grayscale frames with values in [0, 255] (row-major, width*height). */

@@ -15,6 +15,7 @@
 import * as ort from 'onnxruntime-node';
 import { resizeBilinear } from './image_ops.js';
 import type { FlowEstimator, FlowField } from './optical_flow.js';
+import { KinemaError } from '../errors.js';
 
 export interface RaftOptions {
   inputRange?: '0-255' | '-1-1';
@@ -93,28 +94,37 @@ export class RaftEstimator implements FlowEstimator {
     try {
       session = await ort.InferenceSession.create(modelPath, sessionOpts);
     } catch (err) {
-      throw new Error(
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
         `RAFT: cannot load ONNX model ${modelPath}: ${err instanceof Error ? err.message : String(err)}`,
       );
     }
     const metas = session.inputMetadata;
     if (metas.length !== 2) {
-      throw new Error(`RAFT: model ${modelPath} has ${metas.length} inputs, expected 2 (image1, image2)`);
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `RAFT: model ${modelPath} has ${metas.length} inputs, expected 2 (image1, image2)`,
+      );
     }
     for (const m of metas) {
       if (!m.isTensor || m.type !== 'float32' || (m.shape.length !== 0 && m.shape.length !== 4)) {
         const desc = m.isTensor ? `${m.type} [${m.shape.join(', ')}]` : 'not a tensor';
-        throw new Error(`RAFT: input '${m.name}' is ${desc}; expected float32 [1, 3, H, W]`);
+        throw new KinemaError(
+          'METRIC_BAD_INPUT',
+          `RAFT: input '${m.name}' is ${desc}; expected float32 [1, 3, H, W]`,
+        );
       }
     }
     const fixedSize = fixedSpatialSize(metas[0]!);
     if (fixedSize !== null && (fixedSize.width % 8 !== 0 || fixedSize.height % 8 !== 0)) {
-      throw new Error(
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
         `RAFT: fixed model input size ${fixedSize.width}x${fixedSize.height} is not a multiple of 8`,
       );
     }
     if (opts.outputName !== undefined && !session.outputNames.includes(opts.outputName)) {
-      throw new Error(
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
         `RAFT: model has no output '${opts.outputName}' (outputs: ${session.outputNames.join(', ')})`,
       );
     }
@@ -123,7 +133,7 @@ export class RaftEstimator implements FlowEstimator {
 
   async estimate(prev: Uint8Array, next: Uint8Array, width: number, height: number): Promise<FlowField> {
     if (prev.length !== width * height * 3 || next.length !== width * height * 3) {
-      throw new Error(`RAFT: frames do not match ${width}x${height} RGB`);
+      throw new KinemaError('METRIC_BAD_INPUT', `RAFT: frames do not match ${width}x${height} RGB`);
     }
     if (this.fixedSize !== null && (this.fixedSize.width !== width || this.fixedSize.height !== height)) {
       return this.estimateResized(prev, next, width, height, this.fixedSize);
@@ -196,7 +206,10 @@ export class RaftEstimator implements FlowEstimator {
       const t = results[n];
       return t instanceof ort.Tensor ? `${n} ${t.type} [${t.dims.join(', ')}]` : `${n} (not a tensor)`;
     });
-    throw new Error(`RAFT: no float32 output shaped [1, 2, ${ph}, ${pw}]; model returned ${got.join('; ')}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `RAFT: no float32 output shaped [1, 2, ${ph}, ${pw}]; model returned ${got.join('; ')}`,
+    );
   }
 
   async dispose(): Promise<void> {

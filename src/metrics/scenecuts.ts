@@ -9,6 +9,7 @@
 
 import { openVideo } from '../io/video/index.js';
 import { resizeLinear, rgbToHsvPlanes } from './color.js';
+import { KinemaError } from '../errors.js';
 
 export interface AdaptiveDetectorOptions {
   adaptiveThreshold: number;
@@ -64,20 +65,29 @@ function resolveOptions(opts: Partial<AdaptiveDetectorOptions> | undefined): Ada
     weights: { ...DEFAULT_ADAPTIVE_DETECTOR_OPTIONS.weights, ...opts?.weights },
   };
   if (!Number.isInteger(o.windowWidth) || o.windowWidth < 1) {
-    throw new RangeError(`windowWidth must be an integer ≥ 1, got ${o.windowWidth}`);
+    throw new KinemaError('METRIC_BAD_INPUT', `windowWidth must be an integer ≥ 1, got ${o.windowWidth}`);
   }
   if (!Number.isFinite(o.minSceneLen) || o.minSceneLen < 0) {
-    throw new RangeError(`minSceneLen must be a number of frames ≥ 0, got ${o.minSceneLen}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `minSceneLen must be a number of frames ≥ 0, got ${o.minSceneLen}`,
+    );
   }
   if (o.downscale !== 'auto' && !(Number.isFinite(o.downscale) && o.downscale >= 1)) {
-    throw new RangeError(`downscale must be 'auto' or a number ≥ 1, got ${String(o.downscale)}`);
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      `downscale must be 'auto' or a number ≥ 1, got ${String(o.downscale)}`,
+    );
   }
   const w = o.weights;
   if (w.deltaEdges !== 0) {
-    throw new RangeError('weights.deltaEdges must be 0: the Canny edge component is not implemented');
+    throw new KinemaError(
+      'METRIC_BAD_INPUT',
+      'weights.deltaEdges must be 0: the Canny edge component is not implemented',
+    );
   }
   if (Math.abs(w.deltaHue) + Math.abs(w.deltaSat) + Math.abs(w.deltaLum) === 0) {
-    throw new RangeError('weights must not all be 0');
+    throw new KinemaError('METRIC_BAD_INPUT', 'weights must not all be 0');
   }
   return o;
 }
@@ -127,7 +137,10 @@ class AdaptiveDetector {
   push(rgb: Uint8Array): void {
     const expected = this.width * this.height * 3;
     if (rgb.length !== expected) {
-      throw new RangeError(`frame ${this.frame} has ${rgb.length} bytes, expected ${expected} (RGB24)`);
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `frame ${this.frame} has ${rgb.length} bytes, expected ${expected} (RGB24)`,
+      );
     }
     const { processedWidth: pw, processedHeight: ph } = this.result;
     const img = resizeLinear(rgb, this.width, this.height, 3, pw, ph);
@@ -195,7 +208,7 @@ export async function detectSceneCuts(
   opts?: Partial<AdaptiveDetectorOptions>,
 ): Promise<SceneCutResult> {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new RangeError(`frame size must be positive integers, got ${width}x${height}`);
+    throw new KinemaError('METRIC_BAD_INPUT', `frame size must be positive integers, got ${width}x${height}`);
   }
   const detector = new AdaptiveDetector(resolveOptions(opts), width, height);
   for await (const rgb of frames) detector.push(rgb);

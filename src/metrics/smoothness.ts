@@ -13,6 +13,7 @@
 // per-pair mean magnitude (the other possible reading of the sentence), for reference.
 import { analyzeMotion, type MotionOptions } from './mawe.js';
 import type { FlowField } from './optical_flow.js';
+import { KinemaError } from '../errors.js';
 
 export interface SmoothnessResult {
   /** mean over pixels of the temporal standard deviation of the flow magnitude; null with fewer than 2 pairs. */
@@ -35,7 +36,10 @@ export class FlowSmoothnessAccumulator {
 
   push(flow: FlowField): void {
     if (flow.u.length !== this.pixels || flow.v.length !== this.pixels) {
-      throw new Error(`flow smoothness: flow has ${flow.u.length} pixels, expected ${this.pixels}`);
+      throw new KinemaError(
+        'METRIC_BAD_INPUT',
+        `flow smoothness: flow has ${flow.u.length} pixels, expected ${this.pixels}`,
+      );
     }
     const k = this.pairMeans.length + 1;
     let sum = 0;

@@ -6,6 +6,7 @@ import type { InputSpec, Tensor } from '../engine/tensor.js';
 import { compile } from '../engine/runtime.js';
 import type { ExecutionProvider, Executable } from '../engine/runtime.js';
 import type { StateDict } from './module.js';
+import { KinemaError } from '../errors.js';
 
 const weightIds = new WeakMap<object, number>();
 let nextWeightId = 0;
@@ -24,9 +25,12 @@ export function bindWeights(program: Program, sd: StateDict): Map<string, HostDa
   for (const inp of program.inputs) {
     if (inp.role !== 'weight') continue;
     const v = sd.get(inp.name);
-    if (!v) throw new Error(`no value for parameter '${inp.name}'`);
+    if (!v) throw new KinemaError('ENGINE_BAD_FEED', `no value for parameter '${inp.name}'`);
     if (v.length !== numel(inp.v.shape))
-      throw new Error(`parameter '${inp.name}' has ${v.length} values, expected [${inp.v.shape}]`);
+      throw new KinemaError(
+        'ENGINE_BAD_FEED',
+        `parameter '${inp.name}' has ${v.length} values, expected [${inp.v.shape}]`,
+      );
     init.set(inp.name, v);
   }
   return init;

@@ -2,6 +2,7 @@
 import type { Tensor } from '../engine/tensor.js';
 import * as op from '../engine/ops.js';
 import { Module } from './module.js';
+import { KinemaError } from '../errors.js';
 
 export class Linear extends Module {
   constructor(
@@ -35,7 +36,7 @@ export interface ConvConfig {
 function expandN(v: number | readonly number[] | undefined, n: number, dflt: number): number[] {
   if (v === undefined) return new Array<number>(n).fill(dflt);
   if (typeof v === 'number') return new Array<number>(n).fill(v);
-  if (v.length !== n) throw new Error(`expected ${n} values, got [${v}]`);
+  if (v.length !== n) throw new KinemaError('NN_INVALID_MODULE', `expected ${n} values, got [${v}]`);
   return [...v];
 }
 
@@ -97,7 +98,10 @@ export class GroupNorm extends Module {
   ) {
     super();
     if (numChannels % numGroups !== 0)
-      throw new Error(`GroupNorm: ${numChannels} channels are not divisible by ${numGroups} groups`);
+      throw new KinemaError(
+        'NN_INVALID_MODULE',
+        `GroupNorm: ${numChannels} channels are not divisible by ${numGroups} groups`,
+      );
     if (affine) {
       this.declare('weight', [numChannels], { kind: 'ones' });
       this.declare('bias', [numChannels], { kind: 'zeros' });

@@ -5,6 +5,7 @@ import type { Shape } from '../engine/ir.js';
 import { numel } from '../engine/ir.js';
 import { Tensor, currentBuilder } from '../engine/tensor.js';
 import { Generator } from '../engine/random.js';
+import { KinemaError } from '../errors.js';
 
 export type StateDict = Map<string, Float32Array>;
 
@@ -16,7 +17,13 @@ export interface ParamSpec {
   readonly init: Init;
 }
 
-export class StateDictError extends Error {}
+/** Weights do not match a module's parameters (missing, unexpected or mis-shaped keys). */
+export class StateDictError extends KinemaError {
+  constructor(message: string) {
+    super('STATE_DICT_MISMATCH', message);
+    this.name = 'StateDictError';
+  }
+}
 
 export class Module {
   private parent: Module | null = null;
@@ -27,14 +34,14 @@ export class Module {
   /** Declares a parameter and returns a function that yields it as a traced tensor. */
   protected declare(name: string, shape: Shape, init: Init): void {
     if (this.localParams.has(name) || this.children.has(name))
-      throw new Error(`'${name}' is declared twice in ${this.constructor.name}`);
+      throw new KinemaError('NN_INVALID_MODULE', `'${name}' is declared twice in ${this.constructor.name}`);
     this.localParams.set(name, { shape: [...shape], init });
   }
 
   /** Registers a sub-module under `name` (its parameters get the `name.` prefix). */
   protected child<M extends Module>(name: string, m: M): M {
     if (this.children.has(name) || this.localParams.has(name))
-      throw new Error(`'${name}' is registered twice in ${this.constructor.name}`);
+      throw new KinemaError('NN_INVALID_MODULE', `'${name}' is registered twice in ${this.constructor.name}`);
     m.parent = this;
     m.nameInParent = name;
     this.children.set(name, m);
@@ -51,7 +58,8 @@ export class Module {
   /** The parameter `name` as a traced tensor (a weight input of the program being traced). */
   protected p(name: string): Tensor {
     const spec = this.localParams.get(name);
-    if (!spec) throw new Error(`${this.constructor.name} has no parameter '${name}'`);
+    if (!spec)
+      throw new KinemaError('NN_INVALID_MODULE', `${this.constructor.name} has no parameter '${name}'`);
     const full = this.path ? `${this.path}.${name}` : name;
     return new Tensor(currentBuilder().weight(full, spec.shape, 'float32'));
   }
@@ -150,7 +158,8 @@ export class ModuleList<M extends Module> extends Module {
   }
   at(i: number): M {
     const m = this.items[i];
-    if (!m) throw new Error(`ModuleList index ${i} out of range (${this.items.length})`);
+    if (!m)
+      throw new KinemaError('NN_INVALID_MODULE', `ModuleList index ${i} out of range (${this.items.length})`);
     return m;
   }
 }

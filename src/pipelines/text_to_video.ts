@@ -16,8 +16,10 @@ import { AutoencoderKL } from '../models/vae/autoencoder_kl.js';
 import { loadScheduler, mixFrameNoise } from '../schedulers/index.js';
 import type { Scheduler, SchedulerName } from '../schedulers/index.js';
 import { ModelLoadError, readModelIndex } from '../io/model_folder.js';
+import { checkModelIndex } from './model_index.js';
 import { joinPath as join, resolveLoader } from '../io/loader.js';
 import type { FileLoader } from '../io/loader.js';
+import { KinemaError } from '../errors.js';
 
 export interface TextToVideoOptions {
   prompt: string;
@@ -92,7 +94,8 @@ export class TextToVideoPipeline {
   ): Promise<TextToVideoPipeline> {
     const files = resolveLoader(opts.loader);
     if (files.kind(dir) === null) throw new ModelLoadError(`model folder ${dir} does not exist`);
-    readModelIndex(dir, files); // a diffusers folder must have model_index.json
+    // a diffusers folder must have model_index.json, naming classes Kinema implements
+    checkModelIndex(readModelIndex(dir, files), join(dir, 'model_index.json'));
     const folder = (names: string[]): string => {
       const hit = names.find((n) => files.kind(join(dir, n)) !== null);
       if (!hit) throw new ModelLoadError(`${dir}: missing component folder ${names.join(' or ')}`);
@@ -156,7 +159,10 @@ export class TextToVideoPipeline {
   prepareLatents(o: TextToVideoOptions, gen: Generator = new Generator(o.seed ?? 0)): HostTensor {
     if (o.latents) {
       if (o.latents.shape.length !== 5 || o.latents.shape[0] !== 1)
-        throw new Error(`latents must have shape [1, C, frames, h, w], got [${o.latents.shape}]`);
+        throw new KinemaError(
+          'PIPELINE_BAD_INPUT',
+          `latents must have shape [1, C, frames, h, w], got [${o.latents.shape}]`,
+        );
       return o.latents;
     }
     const { unet, vae, scheduler } = this.components;
@@ -164,7 +170,10 @@ export class TextToVideoPipeline {
     const height = o.height ?? 256;
     const width = o.width ?? 256;
     if (height % f !== 0 || width % f !== 0)
-      throw new Error(`height and width must be divisible by the VAE factor ${f}, got ${height}×${width}`);
+      throw new KinemaError(
+        'GENERATE_BAD_SIZE',
+        `height and width must be divisible by the VAE factor ${f}, got ${height}×${width}`,
+      );
     const shape = [1, unet.config.inChannels, o.numFrames ?? 16, height / f, width / f];
     const noise = gen.normal(shape.reduce((a, b) => a * b, 1));
     // A UNet trained on frame-correlated noise (config frame_noise_shared) starts from the same kind of noise.
@@ -188,7 +197,10 @@ export class TextToVideoPipeline {
     const withFps = unet.config.fpsCond === true;
     const rescale = o.guidanceRescale ?? 0;
     if (!(rescale >= 0 && rescale <= 1))
-      throw new RangeError(`guidanceRescale must be in [0, 1], got ${String(o.guidanceRescale)}`);
+      throw new KinemaError(
+        'GENERATE_BAD_OPTION',
+        `guidanceRescale must be in [0, 1], got ${String(o.guidanceRescale)}`,
+      );
     const guided = await this.guidedProgram(latents.shape, ctx.shape, withFps, rescale > 0);
     scheduler.setTimesteps(o.numInferenceSteps ?? 25);
     const guidance = hostTensor(Float32Array.of(o.guidanceScale ?? 9.0), []);
@@ -226,7 +238,10 @@ export class TextToVideoPipeline {
   async encodeVideo(frames: HostTensor): Promise<HostTensor> {
     const { vae } = this.components;
     if (frames.shape.length !== 4 || frames.shape[1] !== 3)
-      throw new Error(`encodeVideo: frames must have shape [F, 3, H, W], got [${frames.shape}]`);
+      throw new KinemaError(
+        'PIPELINE_BAD_INPUT',
+        `encodeVideo: frames must have shape [F, 3, H, W], got [${frames.shape}]`,
+      );
     const { mean } = await vae.encode(frames);
     const [f, c, h, w] = mean.shape as [number, number, number, number];
     const src = mean.data as Float32Array;

@@ -6,6 +6,7 @@ import type {
   PredictionType,
   TimestepSpacing,
 } from './scheduling_utils.js';
+import { KinemaError } from '../errors.js';
 
 /** Reads typed values from a raw config object; every error names the scheduler and the key. */
 export class ConfigReader {
@@ -19,7 +20,8 @@ export class ConfigReader {
   }
 
   private fail(key: string, expected: string): never {
-    throw new Error(
+    throw new KinemaError(
+      'SCHEDULER_CONFIG',
       `${this.who} config: "${key}" must be ${expected}, got ${JSON.stringify(this.value(key))}`,
     );
   }
@@ -73,7 +75,10 @@ export class ConfigReader {
   rejectUnless(key: string, supported: (v: unknown) => boolean, what: string): void {
     const v = this.value(key);
     if (v !== undefined && !supported(v)) {
-      throw new Error(`${this.who}: ${key}=${JSON.stringify(v)} is not supported (${what})`);
+      throw new KinemaError(
+        'SCHEDULER_CONFIG',
+        `${this.who}: ${key}=${JSON.stringify(v)} is not supported (${what})`,
+      );
     }
   }
 }
@@ -102,6 +107,10 @@ export function readBaseConfig(
 
 function positiveInteger(r: ConfigReader, key: string, fallback: number): number {
   const v = r.integer(key, fallback);
-  if (v < 1) throw new Error(`${r.who} config: "${key}" must be a positive integer, got ${v}`);
+  if (v < 1)
+    throw new KinemaError(
+      'SCHEDULER_CONFIG',
+      `${r.who} config: "${key}" must be a positive integer, got ${v}`,
+    );
   return v;
 }

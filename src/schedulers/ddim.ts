@@ -18,6 +18,7 @@ import {
   type SchedulerStepResult,
   type StepOptions,
 } from './scheduling_utils.js';
+import { KinemaError } from '../errors.js';
 
 export interface DDIMSchedulerConfig extends BaseSchedulerConfig {
   readonly className: 'DDIMScheduler';
@@ -95,7 +96,10 @@ export class DDIMScheduler implements Scheduler {
   ): SchedulerStepResult {
     const c = this.config;
     if (this.numInferenceSteps === null) {
-      throw new Error('DDIMScheduler.step: call setTimesteps(numInferenceSteps) first');
+      throw new KinemaError(
+        'SCHEDULER_BAD_CALL',
+        'DDIMScheduler.step: call setTimesteps(numInferenceSteps) first',
+      );
     }
     checkSameLength(modelOutput, sample, 'DDIMScheduler.step(modelOutput, sample)');
     checkTrainTimestep(timestep, c.numTrainTimesteps, 'DDIMScheduler.step');

@@ -19,6 +19,7 @@ import {
   type SchedulerStepResult,
   type StepOptions,
 } from './scheduling_utils.js';
+import { KinemaError } from '../errors.js';
 
 /** Variance of the reverse step: β̃_t (fixed_small, eq. 7) or β_t (fixed_large); `_log` = sampled as exp(½ log). */
 export type DDPMVarianceType = 'fixed_small' | 'fixed_small_log' | 'fixed_large';
@@ -85,7 +86,10 @@ export class DDPMScheduler implements Scheduler {
     if (this.numInferenceSteps === null) return timestep - 1;
     const index = this.timesteps.indexOf(timestep);
     if (index < 0) {
-      throw new Error(`DDPMScheduler: timestep ${timestep} is not in the current schedule`);
+      throw new KinemaError(
+        'SCHEDULER_BAD_CALL',
+        `DDPMScheduler: timestep ${timestep} is not in the current schedule`,
+      );
     }
     return index === this.timesteps.length - 1 ? -1 : (this.timesteps[index + 1] as number);
   }

@@ -31,6 +31,7 @@ import {
   type SchedulerStepResult,
   type StepOptions,
 } from './scheduling_utils.js';
+import { KinemaError } from '../errors.js';
 
 export { halfLogSnr, sigmaToAlphaSigmaT };
 
@@ -120,18 +121,26 @@ export function parseDPMSolverMultistepConfig(
 
 function validateDPMConfig(c: DPMSolverMultistepSchedulerConfig): void {
   const who = 'DPMSolverMultistepScheduler';
-  if (c.solverOrder < 1 || c.solverOrder > 3) throw new Error(`${who}: solver_order must be 1, 2 or 3`);
+  if (c.solverOrder < 1 || c.solverOrder > 3)
+    throw new KinemaError('SCHEDULER_CONFIG', `${who}: solver_order must be 1, 2 or 3`);
   if (c.solverOrder === 3 && c.algorithmType === 'sde-dpmsolver') {
-    throw new Error(`${who}: solver_order 3 is not defined for algorithm_type "sde-dpmsolver"`);
+    throw new KinemaError(
+      'SCHEDULER_CONFIG',
+      `${who}: solver_order 3 is not defined for algorithm_type "sde-dpmsolver"`,
+    );
   }
   if (Number(c.useKarrasSigmas) + Number(c.useExponentialSigmas) > 1) {
-    throw new Error(`${who}: only one of use_karras_sigmas, use_exponential_sigmas can be true`);
+    throw new KinemaError(
+      'SCHEDULER_CONFIG',
+      `${who}: only one of use_karras_sigmas, use_exponential_sigmas can be true`,
+    );
   }
   if (
     (c.algorithmType === 'dpmsolver' || c.algorithmType === 'sde-dpmsolver') &&
     c.finalSigmasType === 'zero'
   ) {
-    throw new Error(
+    throw new KinemaError(
+      'SCHEDULER_CONFIG',
       `${who}: final_sigmas_type "zero" is not supported for algorithm_type "${c.algorithmType}"`,
     );
   }
@@ -289,13 +298,20 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   ): SchedulerStepResult {
     const c = this.config;
     if (this.numInferenceSteps === null) {
-      throw new Error('DPMSolverMultistepScheduler.step: call setTimesteps(numInferenceSteps) first');
+      throw new KinemaError(
+        'SCHEDULER_BAD_CALL',
+        'DPMSolverMultistepScheduler.step: call setTimesteps(numInferenceSteps) first',
+      );
     }
     checkSameLength(modelOutput, sample, 'DPMSolverMultistepScheduler.step(modelOutput, sample)');
     if (this.stepIdx === null) this.stepIdx = this.beginIdx ?? this.indexForTimestep(timestep);
     const i = this.stepIdx;
     const len = this.timesteps.length;
-    if (i >= len) throw new Error(`DPMSolverMultistepScheduler.step: all ${len} steps were already taken`);
+    if (i >= len)
+      throw new KinemaError(
+        'SCHEDULER_BAD_CALL',
+        `DPMSolverMultistepScheduler.step: all ${len} steps were already taken`,
+      );
     // 1. order reduction on the final steps, for stability with few steps
     const lowerOrderFinal =
       i === len - 1 && (c.eulerAtFinal || (c.lowerOrderFinal && len < 15) || c.finalSigmasType === 'zero');
@@ -327,7 +343,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     for (let j = 1; j <= k; j++) {
       const m = this.modelOutputs[this.modelOutputs.length - j];
       if (m === undefined || m === null)
-        throw new Error('DPMSolverMultistepScheduler: missing multistep history');
+        throw new KinemaError('SCHEDULER_BAD_CALL', 'DPMSolverMultistepScheduler: missing multistep history');
       out.push(m);
     }
     return out;

@@ -2,6 +2,7 @@
 
 import type { DPMSolverMultistepSchedulerConfig } from './dpm_solver_multistep.js';
 import { f32, sqrtF32, torchExpF32 } from './scheduling_utils.js';
+import { KinemaError } from '../errors.js';
 
 /** (α_t, σ_t) of the VP schedule for a given σ = sqrt((1 − ᾱ)/ᾱ), in float32. */
 export function sigmaToAlphaSigmaT(sigma: number): { alphaT: number; sigmaT: number } {
@@ -20,12 +21,13 @@ export function halfLogSnr(alphaT: number, sigmaT: number): number {
  */
 export function linearCombination(terms: ReadonlyArray<readonly [number, Float32Array]>): Float32Array {
   const [first, ...rest] = terms;
-  if (first === undefined) throw new Error('linearCombination: no terms');
+  if (first === undefined) throw new KinemaError('SCHEDULER_BAD_CALL', 'linearCombination: no terms');
   const [c0, v0] = first;
   const out = new Float32Array(v0.length);
   for (let i = 0; i < out.length; i++) out[i] = c0 * (v0[i] as number);
   for (const [c, v] of rest) {
-    if (v.length !== out.length) throw new Error('linearCombination: length mismatch');
+    if (v.length !== out.length)
+      throw new KinemaError('SCHEDULER_BAD_CALL', 'linearCombination: length mismatch');
     for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + f32(c * (v[i] as number));
   }
   return out;
@@ -203,5 +205,8 @@ export function dpmThirdOrderUpdate(
       [f32(g.sigmaT * sqrtF32(one)), noise as Float32Array],
     ]);
   }
-  throw new Error(`DPMSolverMultistepScheduler: third-order update is not defined for "${c.algorithmType}"`);
+  throw new KinemaError(
+    'SCHEDULER_BAD_CALL',
+    `DPMSolverMultistepScheduler: third-order update is not defined for "${c.algorithmType}"`,
+  );
 }

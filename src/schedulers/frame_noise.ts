@@ -1,3 +1,4 @@
+import { KinemaError } from '../errors.js';
 // Frame-correlated noise for video diffusion: the "mixed noise" prior of PYoCo (Ge et al. 2023, "Preserve Your
 // Own Correlation"). Each frame's noise is a shared component common to all frames of the clip plus its own:
 //   ε[b, c, f, ·] = √ρ · s[b, c, ·] + √(1 − ρ) · e[b, c, f, ·],   s, e ~ N(0, I) independent,
@@ -9,7 +10,7 @@
 /** Checks ρ: a number in [0, 1). */
 export function checkFrameNoiseShared(rho: number, what = 'frame_noise_shared'): number {
   if (typeof rho !== 'number' || !(rho >= 0 && rho < 1))
-    throw new RangeError(`${what} must be a number in [0, 1), got ${String(rho)}`);
+    throw new KinemaError('SCHEDULER_BAD_CALL', `${what} must be a number in [0, 1), got ${String(rho)}`);
   return rho;
 }
 
@@ -24,15 +25,21 @@ export function mixFrameNoise(
   rho: number,
 ): Float32Array {
   checkFrameNoiseShared(rho);
-  if (shape.length !== 5) throw new Error(`mixFrameNoise: shape must be [B, C, F, h, w], got [${shape}]`);
+  if (shape.length !== 5)
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
+      `mixFrameNoise: shape must be [B, C, F, h, w], got [${shape}]`,
+    );
   const [b, c, f, h, w] = shape as [number, number, number, number, number];
   const hw = h * w;
   if (noise.length !== b * c * f * hw)
-    throw new Error(
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
       `mixFrameNoise: noise has ${noise.length} values, shape [${shape}] needs ${b * c * f * hw}`,
     );
   if (shared.length !== b * c * hw)
-    throw new Error(
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
       `mixFrameNoise: shared has ${shared.length} values, [${b}, ${c}, ${h}, ${w}] needs ${b * c * hw}`,
     );
   if (rho === 0) return noise;

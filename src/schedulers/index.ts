@@ -28,6 +28,7 @@ export {
   type StepOptions,
   type TimestepSpacing,
 } from './scheduling_utils.js';
+import { KinemaError } from '../errors.js';
 export { checkFrameNoiseShared, mixFrameNoise } from './frame_noise.js';
 
 /** Short names that select a scheduler class regardless of the config's `_class_name`. */
@@ -49,11 +50,15 @@ export function schedulerFromConfig(config: Record<string, unknown>, override?: 
   if (name === undefined) {
     const className = config['_class_name'];
     if (typeof className !== 'string') {
-      throw new Error('scheduler config has no "_class_name"; pass an override (ddim, ddpm or dpm)');
+      throw new KinemaError(
+        'SCHEDULER_CONFIG',
+        'scheduler config has no "_class_name"; pass an override (ddim, ddpm or dpm)',
+      );
     }
     name = BY_CLASS_NAME[className];
     if (name === undefined) {
-      throw new Error(
+      throw new KinemaError(
+        'SCHEDULER_CONFIG',
         `unsupported scheduler class "${className}" (supported: ${Object.keys(BY_CLASS_NAME).join(', ')}); ` +
           'pass an override (ddim, ddpm or dpm) to reuse its noise schedule',
       );
@@ -67,7 +72,10 @@ export function schedulerFromConfig(config: Record<string, unknown>, override?: 
     case 'dpm':
       return DPMSolverMultistepScheduler.fromConfig(config);
     default:
-      throw new Error(`unknown scheduler name "${String(name)}" (expected ddim, ddpm or dpm)`);
+      throw new KinemaError(
+        'SCHEDULER_CONFIG',
+        `unknown scheduler name "${String(name)}" (expected ddim, ddpm or dpm)`,
+      );
   }
 }
 
@@ -80,11 +88,11 @@ export async function loadScheduler(
   const path = join(dir, 'scheduler_config.json');
   const config = await readJsonLenient(path, loader);
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
-    throw new Error(`${path}: expected a JSON object`);
+    throw new KinemaError('SCHEDULER_CONFIG', `${path}: expected a JSON object`);
   }
   try {
     return schedulerFromConfig(config as Record<string, unknown>, override);
   } catch (err) {
-    throw new Error(`${path}: ${(err as Error).message}`);
+    throw new KinemaError('SCHEDULER_CONFIG', `${path}: ${(err as Error).message}`);
   }
 }

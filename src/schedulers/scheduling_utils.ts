@@ -1,3 +1,4 @@
+import { KinemaError } from '../errors.js';
 // Shared pieces of the diffusion schedulers: the Scheduler interface, beta schedules, timestep spacing,
 // noise sources and float32 arithmetic helpers.
 //
@@ -165,10 +166,16 @@ export function makeBetas(config: BaseSchedulerConfig, allowSigmoid = false): Fl
     const start = f32(config.betaStart);
     betas = torchLinspaceF32(-6, 6, n).map((x) => f32(f32(f32(1 / f32(1 + Math.exp(-x))) * range) + start));
   } else {
-    throw new Error(`beta_schedule "${config.betaSchedule}" is not implemented for this scheduler`);
+    throw new KinemaError(
+      'SCHEDULER_CONFIG',
+      `beta_schedule "${config.betaSchedule}" is not implemented for this scheduler`,
+    );
   }
   if (betas.length !== n) {
-    throw new Error(`trained_betas has ${betas.length} entries but num_train_timesteps is ${n}`);
+    throw new KinemaError(
+      'SCHEDULER_CONFIG',
+      `trained_betas has ${betas.length} entries but num_train_timesteps is ${n}`,
+    );
   }
   return config.rescaleBetasZeroSnr ? rescaleZeroTerminalSnr(betas) : betas;
 }
@@ -181,7 +188,8 @@ export function makeBetas(config: BaseSchedulerConfig, allowSigmoid = false): Fl
  * s = 1 returns the betas unchanged. Written as a scheduler config's `trained_betas`.
  */
 export function snrShiftedBetas(betas: Float32Array, s: number): Float32Array {
-  if (!(s > 0 && Number.isFinite(s))) throw new RangeError(`SNR shift must be a positive number, got ${s}`);
+  if (!(s > 0 && Number.isFinite(s)))
+    throw new KinemaError('SCHEDULER_CONFIG', `SNR shift must be a positive number, got ${s}`);
   if (s === 1) return Float32Array.from(betas);
   const s2 = s * s;
   const out = new Float32Array(betas.length);
@@ -284,10 +292,14 @@ export function spacedTimesteps(
 /** Validates the step count for `setTimesteps`. */
 export function checkInferenceSteps(numInferenceSteps: number, numTrainTimesteps: number): void {
   if (!Number.isInteger(numInferenceSteps) || numInferenceSteps < 1) {
-    throw new Error(`num_inference_steps must be a positive integer, got ${numInferenceSteps}`);
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
+      `num_inference_steps must be a positive integer, got ${numInferenceSteps}`,
+    );
   }
   if (numInferenceSteps > numTrainTimesteps) {
-    throw new Error(
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
       `num_inference_steps (${numInferenceSteps}) cannot be larger than num_train_timesteps (${numTrainTimesteps})`,
     );
   }
@@ -296,28 +308,40 @@ export function checkInferenceSteps(numInferenceSteps: number, numTrainTimesteps
 /** Validates a timestep used to index alphas_cumprod. */
 export function checkTrainTimestep(timestep: number, numTrainTimesteps: number, who: string): void {
   if (!Number.isInteger(timestep) || timestep < 0 || timestep >= numTrainTimesteps) {
-    throw new Error(`${who}: timestep ${timestep} is not an integer in [0, ${numTrainTimesteps})`);
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
+      `${who}: timestep ${timestep} is not an integer in [0, ${numTrainTimesteps})`,
+    );
   }
 }
 
 /** Checks that two tensors given as flat arrays have the same number of elements. */
 export function checkSameLength(a: Float32Array, b: Float32Array, what: string): void {
   if (a.length !== b.length) {
-    throw new Error(`${what}: length mismatch (${a.length} vs ${b.length} elements)`);
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
+      `${what}: length mismatch (${a.length} vs ${b.length} elements)`,
+    );
   }
 }
 
 /** Noise for a stochastic step: the explicit tensor or a draw from the generator (never both). */
 export function resolveNoise(count: number, opts: StepOptions | undefined, who: string): Float32Array {
   if (opts?.noise !== undefined && opts.generator !== undefined) {
-    throw new Error(`${who}: pass either opts.noise or opts.generator, not both`);
+    throw new KinemaError('SCHEDULER_BAD_CALL', `${who}: pass either opts.noise or opts.generator, not both`);
   }
   const noise = opts?.noise ?? opts?.generator?.normal(count);
   if (noise === undefined) {
-    throw new Error(`${who}: this step adds noise; pass opts.noise (${count} values) or opts.generator`);
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
+      `${who}: this step adds noise; pass opts.noise (${count} values) or opts.generator`,
+    );
   }
   if (noise.length !== count) {
-    throw new Error(`${who}: noise has ${noise.length} values, the sample has ${count}`);
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
+      `${who}: noise has ${noise.length} values, the sample has ${count}`,
+    );
   }
   return noise;
 }
@@ -325,7 +349,10 @@ export function resolveNoise(count: number, opts: StepOptions | undefined, who: 
 /** Splits a flat batch into `batch` equal contiguous slices; returns the slice length. */
 export function batchSliceLength(total: number, batch: number, who: string): number {
   if (batch < 1 || total % batch !== 0) {
-    throw new Error(`${who}: ${total} values cannot be split into ${batch} equal batch items`);
+    throw new KinemaError(
+      'SCHEDULER_BAD_CALL',
+      `${who}: ${total} values cannot be split into ${batch} equal batch items`,
+    );
   }
   return total / batch;
 }

@@ -1,3 +1,4 @@
+import { KinemaError } from '../errors.js';
 // AdamW (Loshchilov & Hutter, decoupled weight decay) with the same update as torch.optim.AdamW
 // (amsgrad=False, maximize=False), and global-norm gradient clipping like torch.nn.utils.clip_grad_norm_.
 // Parameters, gradients and optimizer moments are float32; each element's update is computed in float64
@@ -23,7 +24,10 @@ export interface AdamWHyperparameters {
 
 function checkFinite(name: string, v: number, min: number, maxExclusive = Infinity): void {
   if (!Number.isFinite(v) || v < min || v >= maxExclusive) {
-    throw new RangeError(`AdamW: ${name} must be a finite number in [${min}, ${maxExclusive}), got ${v}`);
+    throw new KinemaError(
+      'TRAIN_OPTIMIZER_STATE',
+      `AdamW: ${name} must be a finite number in [${min}, ${maxExclusive}), got ${v}`,
+    );
   }
 }
 
@@ -72,13 +76,21 @@ export class AdamW {
   ): void {
     checkFinite('lr', lr, 0);
     for (const name of grads.keys()) {
-      if (!params.has(name)) throw new Error(`AdamW.step: gradient "${name}" has no matching parameter`);
+      if (!params.has(name))
+        throw new KinemaError(
+          'TRAIN_OPTIMIZER_STATE',
+          `AdamW.step: gradient "${name}" has no matching parameter`,
+        );
     }
     for (const [name, p] of params) {
       const g = grads.get(name);
-      if (g === undefined) throw new Error(`AdamW.step: no gradient for parameter "${name}"`);
+      if (g === undefined)
+        throw new KinemaError('TRAIN_OPTIMIZER_STATE', `AdamW.step: no gradient for parameter "${name}"`);
       if (g.length !== p.length) {
-        throw new Error(`AdamW.step: gradient "${name}" has ${g.length} elements, parameter has ${p.length}`);
+        throw new KinemaError(
+          'TRAIN_OPTIMIZER_STATE',
+          `AdamW.step: gradient "${name}" has ${g.length} elements, parameter has ${p.length}`,
+        );
       }
     }
     this.stepCount++;
@@ -113,23 +125,36 @@ export class AdamW {
   /** Replaces the moments and step count with a stateDict() result (copied). */
   loadStateDict(state: Map<string, Float32Array>, stepCount: number): void {
     if (!Number.isSafeInteger(stepCount) || stepCount < 0) {
-      throw new RangeError(`AdamW.loadStateDict: stepCount must be a non-negative integer, got ${stepCount}`);
+      throw new KinemaError(
+        'TRAIN_OPTIMIZER_STATE',
+        `AdamW.loadStateDict: stepCount must be a non-negative integer, got ${stepCount}`,
+      );
     }
     const expAvg = new Map<string, Float32Array>();
     const expAvgSq = new Map<string, Float32Array>();
     for (const [key, value] of state) {
       if (key.startsWith('exp_avg/')) expAvg.set(key.slice('exp_avg/'.length), value.slice());
       else if (key.startsWith('exp_avg_sq/')) expAvgSq.set(key.slice('exp_avg_sq/'.length), value.slice());
-      else throw new Error(`AdamW.loadStateDict: unexpected key "${key}" (want exp_avg/… or exp_avg_sq/…)`);
+      else
+        throw new KinemaError(
+          'TRAIN_OPTIMIZER_STATE',
+          `AdamW.loadStateDict: unexpected key "${key}" (want exp_avg/… or exp_avg_sq/…)`,
+        );
     }
     for (const [name, m] of expAvg) {
       const v = expAvgSq.get(name);
       if (v === undefined || v.length !== m.length) {
-        throw new Error(`AdamW.loadStateDict: "exp_avg/${name}" has no matching "exp_avg_sq/${name}"`);
+        throw new KinemaError(
+          'TRAIN_OPTIMIZER_STATE',
+          `AdamW.loadStateDict: "exp_avg/${name}" has no matching "exp_avg_sq/${name}"`,
+        );
       }
     }
     if (expAvgSq.size !== expAvg.size)
-      throw new Error('AdamW.loadStateDict: exp_avg_sq entries without exp_avg');
+      throw new KinemaError(
+        'TRAIN_OPTIMIZER_STATE',
+        'AdamW.loadStateDict: exp_avg_sq entries without exp_avg',
+      );
     this.#expAvg.clear();
     this.#expAvgSq.clear();
     for (const [name, m] of expAvg) this.#expAvg.set(name, m);
@@ -143,7 +168,8 @@ export class AdamW {
       m = new Float32Array(length);
       store.set(name, m);
     } else if (m.length !== length) {
-      throw new Error(
+      throw new KinemaError(
+        'TRAIN_OPTIMIZER_STATE',
         `AdamW.step: optimizer state for "${name}" has ${m.length} elements, parameter has ${length}`,
       );
     }
@@ -191,7 +217,8 @@ function updateTensor(
  * gives factor 0 (finite gradients become 0, infinite ones NaN), a NaN norm makes every gradient NaN.
  */
 export function clipGradNorm(grads: Map<string, Float32Array>, maxNorm: number): number {
-  if (!(maxNorm > 0)) throw new RangeError(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
+  if (!(maxNorm > 0))
+    throw new KinemaError('TRAIN_OPTIMIZER_STATE', `clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
   let sumSq = 0;
   for (const g of grads.values()) {
     let s = 0;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { SafetensorsFile, type TensorToWrite, writeFileAtomic, writeSafetensors } from '../io/safetensors.js';
 import { AdamW } from './adamw.js';
 import { EMA } from './ema.js';
+import { KinemaError } from '../errors.js';
 
 const FORMAT = 'kinema-checkpoint-v1';
 const LATEST = 'latest.json';
@@ -112,11 +113,17 @@ export function saveCheckpoint(
   opts: SaveCheckpointOptions = {},
 ): string {
   if (!Number.isSafeInteger(ckpt.step) || ckpt.step < 0) {
-    throw new RangeError(`saveCheckpoint: step must be a non-negative integer, got ${ckpt.step}`);
+    throw new KinemaError(
+      'TRAIN_CHECKPOINT_INVALID',
+      `saveCheckpoint: step must be a non-negative integer, got ${ckpt.step}`,
+    );
   }
   const keepLast = opts.keepLast;
   if (keepLast !== undefined && (!Number.isSafeInteger(keepLast) || keepLast < 1)) {
-    throw new RangeError(`saveCheckpoint: keepLast must be a positive integer, got ${keepLast}`);
+    throw new KinemaError(
+      'TRAIN_CHECKPOINT_INVALID',
+      `saveCheckpoint: keepLast must be a positive integer, got ${keepLast}`,
+    );
   }
   mkdirSync(dir, { recursive: true });
   const file = `ckpt-${ckpt.step}.safetensors`;
@@ -146,14 +153,24 @@ export function loadLatestCheckpoint(dir: string): LoadedCheckpoint | null {
   try {
     latest = JSON.parse(readFileSync(latestPath, 'utf8'));
   } catch (e) {
-    throw new Error(`${latestPath}: not valid JSON (${(e as Error).message})`);
+    throw new KinemaError(
+      'TRAIN_CHECKPOINT_INVALID',
+      `${latestPath}: not valid JSON (${(e as Error).message})`,
+    );
   }
   const file = (latest as { file?: unknown } | null)?.file;
   if (typeof file !== 'string' || !CKPT_NAME.test(file)) {
-    throw new Error(`${latestPath}: expected {"step": n, "file": "ckpt-<n>.safetensors"}`);
+    throw new KinemaError(
+      'TRAIN_CHECKPOINT_INVALID',
+      `${latestPath}: expected {"step": n, "file": "ckpt-<n>.safetensors"}`,
+    );
   }
   const path = join(dir, file);
-  if (!existsSync(path)) throw new Error(`${latestPath}: names ${file}, which does not exist in ${dir}`);
+  if (!existsSync(path))
+    throw new KinemaError(
+      'TRAIN_CHECKPOINT_INVALID',
+      `${latestPath}: names ${file}, which does not exist in ${dir}`,
+    );
   return loadCheckpoint(path);
 }
 
@@ -162,7 +179,10 @@ function parseJsonField<T>(path: string, key: string, text: string | undefined):
   try {
     return JSON.parse(text) as T;
   } catch (e) {
-    throw new Error(`${path}: metadata "${key}" is not valid JSON (${(e as Error).message})`);
+    throw new KinemaError(
+      'TRAIN_CHECKPOINT_INVALID',
+      `${path}: metadata "${key}" is not valid JSON (${(e as Error).message})`,
+    );
   }
 }
 
@@ -175,9 +195,17 @@ function readGroups(file: SafetensorsFile): Map<string, Map<string, Float32Array
   for (const key of file.names()) {
     const slash = key.indexOf('/');
     const group = groups.get(key.slice(0, Math.max(0, slash)));
-    if (group === undefined) throw new Error(`${file.path}: unexpected tensor "${key}" in a checkpoint`);
+    if (group === undefined)
+      throw new KinemaError(
+        'TRAIN_CHECKPOINT_INVALID',
+        `${file.path}: unexpected tensor "${key}" in a checkpoint`,
+      );
     const info = file.info(key);
-    if (info.dtype !== 'F32') throw new Error(`${file.path}: tensor "${key}" is ${info.dtype}, expected F32`);
+    if (info.dtype !== 'F32')
+      throw new KinemaError(
+        'TRAIN_CHECKPOINT_INVALID',
+        `${file.path}: tensor "${key}" is ${info.dtype}, expected F32`,
+      );
     group.set(key.slice(slash + 1), file.readFloat32(key));
   }
   return groups;
@@ -191,7 +219,10 @@ function inParamOrder(
 ): Map<string, Float32Array> {
   if (order === undefined) return tensors;
   if (!Array.isArray(order) || !order.every((n) => typeof n === 'string')) {
-    throw new Error(`${path}: metadata "param_names" must be a JSON list of strings`);
+    throw new KinemaError(
+      'TRAIN_CHECKPOINT_INVALID',
+      `${path}: metadata "param_names" must be a JSON list of strings`,
+    );
   }
   const out = new Map<string, Float32Array>();
   for (const name of order) {
@@ -212,7 +243,7 @@ function restoreOptimizer(path: string, meta: OptimizerMetadata, state: Map<stri
   try {
     optimizer.loadStateDict(state, meta.step_count);
   } catch (e) {
-    throw new Error(`${path}: optimizer state: ${(e as Error).message}`);
+    throw new KinemaError('TRAIN_CHECKPOINT_INVALID', `${path}: optimizer state: ${(e as Error).message}`);
   }
   return optimizer;
 }
@@ -222,7 +253,7 @@ function restoreEma(path: string, meta: EmaMetadata, shadow: Map<string, Float32
   try {
     ema.loadStateDict(shadow, meta.optimization_step);
   } catch (e) {
-    throw new Error(`${path}: EMA state: ${(e as Error).message}`);
+    throw new KinemaError('TRAIN_CHECKPOINT_INVALID', `${path}: EMA state: ${(e as Error).message}`);
   }
   return ema;
 }
@@ -233,27 +264,40 @@ export function loadCheckpoint(path: string): LoadedCheckpoint {
   try {
     const md = file.metadata;
     if (md.format !== FORMAT) {
-      throw new Error(`${path}: not a Kinema checkpoint (metadata format is ${JSON.stringify(md.format)})`);
+      throw new KinemaError(
+        'TRAIN_CHECKPOINT_INVALID',
+        `${path}: not a Kinema checkpoint (metadata format is ${JSON.stringify(md.format)})`,
+      );
     }
     const step = Number(md.step);
     if (md.step === undefined || !Number.isSafeInteger(step) || step < 0) {
-      throw new Error(`${path}: metadata "step" ${JSON.stringify(md.step)} is not a non-negative integer`);
+      throw new KinemaError(
+        'TRAIN_CHECKPOINT_INVALID',
+        `${path}: metadata "step" ${JSON.stringify(md.step)} is not a non-negative integer`,
+      );
     }
     const groups = readGroups(file);
     const order = parseJsonField<string[]>(path, 'param_names', md.param_names);
     const params = inParamOrder(path, order, groups.get('params')!);
     if (order !== undefined && (order.length !== params.size || order.some((n) => !params.has(n)))) {
-      throw new Error(`${path}: metadata "param_names" does not match the stored params/ tensors`);
+      throw new KinemaError(
+        'TRAIN_CHECKPOINT_INVALID',
+        `${path}: metadata "param_names" does not match the stored params/ tensors`,
+      );
     }
     const out: LoadedCheckpoint = { path, step, params };
     const optimMeta = parseJsonField<OptimizerMetadata>(path, 'optimizer', md.optimizer);
     if (optimMeta !== undefined) out.optimizer = restoreOptimizer(path, optimMeta, groups.get('optim')!);
     else if (groups.get('optim')!.size > 0)
-      throw new Error(`${path}: optimizer tensors without "optimizer" metadata`);
+      throw new KinemaError(
+        'TRAIN_CHECKPOINT_INVALID',
+        `${path}: optimizer tensors without "optimizer" metadata`,
+      );
     const emaMeta = parseJsonField<EmaMetadata>(path, 'ema', md.ema);
     if (emaMeta !== undefined)
       out.ema = restoreEma(path, emaMeta, inParamOrder(path, order, groups.get('ema')!));
-    else if (groups.get('ema')!.size > 0) throw new Error(`${path}: EMA tensors without "ema" metadata`);
+    else if (groups.get('ema')!.size > 0)
+      throw new KinemaError('TRAIN_CHECKPOINT_INVALID', `${path}: EMA tensors without "ema" metadata`);
     if (md.rng_state !== undefined) out.rngState = md.rng_state;
     const extra = parseJsonField<Record<string, unknown>>(path, 'extra', md.extra);
     if (extra !== undefined) out.extra = extra;

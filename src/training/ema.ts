@@ -1,3 +1,4 @@
+import { KinemaError } from '../errors.js';
 // Exponential moving average of parameters ("EMA weights"), updated like diffusers' EMAModel.step:
 // shadow ← shadow − (1 − decay_t) · (shadow − param). With `warmup`, decay_t follows diffusers' default
 // schedule: t = updates − 1, decay_t = 0 for t ≤ 0 (the first update copies the parameters), otherwise
@@ -21,7 +22,7 @@ export class EMA {
   /** Starts the average at a copy of `params`. */
   constructor(params: Map<string, Float32Array>, opts: EMAOptions) {
     if (!Number.isFinite(opts.decay) || opts.decay < 0 || opts.decay > 1) {
-      throw new RangeError(`EMA: decay must be in [0, 1], got ${opts.decay}`);
+      throw new KinemaError('TRAIN_OPTIMIZER_STATE', `EMA: decay must be in [0, 1], got ${opts.decay}`);
     }
     this.decay = opts.decay;
     this.warmup = opts.warmup ?? false;
@@ -63,7 +64,8 @@ export class EMA {
   /** Replaces the shadow parameters (same names and lengths required) and the update count. */
   loadStateDict(state: Map<string, Float32Array>, optimizationStep: number): void {
     if (!Number.isSafeInteger(optimizationStep) || optimizationStep < 0) {
-      throw new RangeError(
+      throw new KinemaError(
+        'TRAIN_OPTIMIZER_STATE',
         `EMA.loadStateDict: optimizationStep must be a non-negative integer, got ${optimizationStep}`,
       );
     }
@@ -75,15 +77,18 @@ export class EMA {
   #checkSameParameters(params: Map<string, Float32Array>, what: string): void {
     for (const [name, s] of this.shadow) {
       const p = params.get(name);
-      if (p === undefined) throw new Error(`EMA.${what}: parameter "${name}" is missing`);
+      if (p === undefined)
+        throw new KinemaError('TRAIN_OPTIMIZER_STATE', `EMA.${what}: parameter "${name}" is missing`);
       if (p.length !== s.length) {
-        throw new Error(
+        throw new KinemaError(
+          'TRAIN_OPTIMIZER_STATE',
           `EMA.${what}: parameter "${name}" has ${p.length} elements, the average has ${s.length}`,
         );
       }
     }
     for (const name of params.keys()) {
-      if (!this.shadow.has(name)) throw new Error(`EMA.${what}: parameter "${name}" is not tracked`);
+      if (!this.shadow.has(name))
+        throw new KinemaError('TRAIN_OPTIMIZER_STATE', `EMA.${what}: parameter "${name}" is not tracked`);
     }
   }
 }

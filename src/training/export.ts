@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { f32ToF16 } from '../io/half.js';
 import { writeFileAtomic, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { Module, StateDict } from '../nn/module.js';
+import { KinemaError } from '../errors.js';
 
 /** Largest finite float16 value. */
 export const FP16_MAX = 65504;
@@ -56,7 +57,8 @@ export function exportTensors(
     for (let i = 0; i < values.length; i++) {
       const v = values[i]!;
       if (!Number.isFinite(v) || Math.abs(v) > FP16_MAX) {
-        throw new RangeError(
+        throw new KinemaError(
+          'TRAIN_EXPORT_FAILED',
           `export: parameter '${name}' holds ${v} at flat index ${i}, which float16 cannot represent`,
         );
       }

@@ -3,6 +3,7 @@
 // points are not pulled towards zero.
 import sharp from 'sharp';
 import { writeFileAtomic } from '../io/safetensors.js';
+import { KinemaError } from '../errors.js';
 
 export interface LossCurveOptions {
   /** Title drawn above the plot. */
@@ -20,7 +21,8 @@ export interface LossCurveOptions {
 
 /** TensorBoard's smoothing: s_t = w·s_{t−1} + (1−w)·x_t, divided by (1 − w^t) to remove the zero-start bias. */
 export function smoothLosses(losses: readonly number[], weight = 0.9): number[] {
-  if (!(weight >= 0 && weight < 1)) throw new RangeError(`smoothing weight must be in [0, 1), got ${weight}`);
+  if (!(weight >= 0 && weight < 1))
+    throw new KinemaError('PLOT_BAD_INPUT', `smoothing weight must be in [0, 1), got ${weight}`);
   const out: number[] = [];
   let acc = 0;
   let count = 0;
@@ -97,13 +99,15 @@ export function lossCurveSvg(losses: readonly number[], opts: LossCurveOptions =
   const width = opts.width ?? 800;
   const height = opts.height ?? 450;
   const finite = losses.filter((v) => Number.isFinite(v));
-  if (finite.length === 0) throw new Error('loss curve: no finite loss values to plot');
+  if (finite.length === 0)
+    throw new KinemaError('PLOT_BAD_INPUT', 'loss curve: no finite loss values to plot');
   const weight = opts.smoothing ?? Math.max(0, Math.min(0.95, 1 - 20 / losses.length));
   const smooth = smoothLosses(losses, weight);
   const lo = Math.min(...finite);
   const hi = Math.max(...finite);
   const log = opts.yScale === 'log' || (opts.yScale !== 'linear' && lo > 0 && hi / lo > 10);
-  if (log && lo <= 0) throw new Error(`loss curve: a log scale needs positive losses (minimum ${lo})`);
+  if (log && lo <= 0)
+    throw new KinemaError('PLOT_BAD_INPUT', `loss curve: a log scale needs positive losses (minimum ${lo})`);
   const m = { left: 70, right: 20, top: 40, bottom: 45 };
   const first = opts.firstStep ?? 1;
   const last = first + Math.max(1, losses.length - 1);

@@ -1,3 +1,4 @@
+import { KinemaError } from '../errors.js';
 // Learning-rate schedules with linear warmup, the same formulas as transformers'/diffusers'
 // get_{constant,linear,cosine}_schedule_with_warmup (the LambdaLR multiplier times the base learning rate).
 // Computed as lr · multiplier, the order torch's LambdaLR uses. `step` is the number of optimizer steps taken so far (0 for the first step), as LambdaLR counts.
@@ -21,18 +22,21 @@ export interface CosineOptions extends DecayOptions {
 
 function checkStepCount(what: string, n: number): void {
   if (!Number.isSafeInteger(n) || n < 0)
-    throw new RangeError(`${what} must be a non-negative integer, got ${n}`);
+    throw new KinemaError('TRAIN_BAD_SETTINGS', `${what} must be a non-negative integer, got ${n}`);
 }
 
 function checkOptions(o: WarmupOptions): void {
   if (!Number.isFinite(o.lr) || o.lr < 0)
-    throw new RangeError(`lr must be a non-negative number, got ${o.lr}`);
+    throw new KinemaError('TRAIN_BAD_SETTINGS', `lr must be a non-negative number, got ${o.lr}`);
   checkStepCount('warmupSteps', o.warmupSteps);
 }
 
 function checkStep(step: number): void {
   if (!Number.isSafeInteger(step) || step < 0) {
-    throw new RangeError(`LR schedule: step must be a non-negative integer, got ${step}`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `LR schedule: step must be a non-negative integer, got ${step}`,
+    );
   }
 }
 
@@ -66,7 +70,7 @@ export function cosineWithWarmup(opts: CosineOptions): LrSchedule {
   const { lr, warmupSteps, totalSteps } = opts;
   const numCycles = opts.numCycles ?? 0.5;
   if (!Number.isFinite(numCycles) || numCycles < 0) {
-    throw new RangeError(`numCycles must be a non-negative number, got ${numCycles}`);
+    throw new KinemaError('TRAIN_BAD_SETTINGS', `numCycles must be a non-negative number, got ${numCycles}`);
   }
   return (step) => {
     checkStep(step);

@@ -13,6 +13,7 @@ import type { AdamWOptions } from './adamw.js';
 import { EMA } from './ema.js';
 import { loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { LrSchedule } from './lr_schedule.js';
+import { KinemaError } from '../errors.js';
 
 export interface StepResult {
   readonly loss: number;
@@ -61,7 +62,7 @@ export class GradStep {
     for (const inp of this.program.inputs) {
       if (inp.role !== 'weight') continue;
       const v = params.get(inp.name) ?? this.frozen?.get(inp.name);
-      if (!v) throw new Error(`no value for parameter '${inp.name}'`);
+      if (!v) throw new KinemaError('ENGINE_BAD_FEED', `no value for parameter '${inp.name}'`);
       feeds[inp.name] = hostTensor(v, inp.v.shape, 'float32');
     }
     const out = await this.exe.run(feeds);
@@ -132,7 +133,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let step = startStep;
   while (step < opts.totalSteps) {
     const { loss, grads } = await opts.step.run(params, await opts.batch(step));
-    if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${step}`);
+    if (!Number.isFinite(loss))
+      throw new KinemaError('TRAIN_DIVERGED', `training diverged: loss is ${loss} at step ${step}`);
     const gradNorm = opts.clipNorm ? clipGradNorm(grads, opts.clipNorm) : Number.NaN;
     const lr = opts.lr ? opts.lr(step) : opts.optimizer.lr;
     optimizer.step(params, grads, lr, opts.lrScale);

@@ -67,7 +67,7 @@ test('SafetensorsFile reads from bytes and names a truncated file', () => {
     (e: unknown) => e instanceof SafetensorsError && /cut\.safetensors/.test(e.message),
   );
   const mem = new MemoryLoader([['x/cut.safetensors', bytes.subarray(0, 5)]]);
-  assert.throws(() => SafetensorsFile.open('x/missing.safetensors', mem), { code: 'NOT_FOUND' });
+  assert.throws(() => SafetensorsFile.open('x/missing.safetensors', mem), { code: 'SAFETENSORS_NOT_FOUND' });
 });
 
 test('the default pipeline loads from an in-memory folder alone and starts from the same latents', async () => {

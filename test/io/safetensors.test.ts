@@ -50,7 +50,8 @@ function expectError(
 ): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof SafetensorsError, `expected SafetensorsError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
+    assert.equal(e.reason, code, e.message);
+    assert.equal(e.code, `SAFETENSORS_${code}`, e.message);
     assert.equal(e.path, path);
     assert.ok(e.message.includes(path), `message should name the file: ${e.message}`);
     for (const m of mentions) assert.ok(e.message.includes(m), `message should mention ${m}: ${e.message}`);
@@ -277,11 +278,11 @@ test('writer rejects inconsistent tensors and leaves no file behind', () => {
     assert.throws(
       () => writeSafetensors(path, { x: { dtype: 'F32', shape: [3], data: new Float32Array(2) } }),
       (e: unknown) =>
-        e instanceof SafetensorsError && e.code === 'SHAPE_SIZE_MISMATCH' && e.message.includes('"x"'),
+        e instanceof SafetensorsError && e.code === 'SAFETENSORS_SHAPE_SIZE_MISMATCH' && e.message.includes('"x"'),
     );
     assert.throws(
       () => serializeSafetensors({ __metadata__: { dtype: 'U8', shape: [0], data: new Uint8Array(0) } }),
-      (e: unknown) => e instanceof SafetensorsError && e.code === 'BAD_HEADER',
+      (e: unknown) => e instanceof SafetensorsError && e.code === 'SAFETENSORS_BAD_HEADER',
     );
     // The target is a folder, so the final rename fails: the temp file must be cleaned up.
     mkdirSync(path);

@@ -72,7 +72,7 @@ test('auto downscale follows the SceneManager rule; options are checked', async 
   assert.equal(autoDownscaleFactor(255, 100), 1);
   assert.equal(autoDownscaleFactor(640, 360), 2.5);
   assert.equal(autoDownscaleFactor(200, 480), 1.875);
-  await assert.rejects(detectSceneCuts([], 8, 8, { windowWidth: 0 }), RangeError);
+  await assert.rejects(detectSceneCuts([], 8, 8, { windowWidth: 0 }), { code: 'METRIC_BAD_INPUT' });
   await assert.rejects(
     detectSceneCuts([], 8, 8, { weights: { deltaHue: 1, deltaSat: 1, deltaLum: 1, deltaEdges: 1 } }),
     /deltaEdges/,

@@ -9,12 +9,13 @@ import { broadcastIndex, fromF64, toF64 } from '../host.js';
 import { attr } from '../onnx/lower_ctx.js';
 import type { Tensor } from '../tensor.js';
 import * as op from '../ops.js';
+import { KinemaError } from '../../errors.js';
 
 definePrimitive({
   name: 'mha',
   infer(inputs, p) {
     const [q, k, v, bias] = inputs;
-    if (!q || !k || !v) throw new Error('mha takes (q, k, v[, bias])');
+    if (!q || !k || !v) throw new KinemaError('ENGINE_INVALID_GRAPH', 'mha takes (q, k, v[, bias])');
     const heads = p['heads'] as number;
     const ok =
       q.shape.length === 3 &&
@@ -23,12 +24,16 @@ definePrimitive({
       q.shape[2] === k.shape[2] &&
       k.shape[1] === v.shape[1];
     if (!ok || q.shape[0] !== k.shape[0] || q.shape[2]! % heads !== 0 || v.shape[2]! % heads !== 0) {
-      throw new Error(
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
         `mha: bad shapes q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)} for ${heads} heads`,
       );
     }
     if (bias && bias.shape.length !== 4)
-      throw new Error(`mha: bias must be rank 4 [B|1, H|1, L, S], got ${fmtShape(bias.shape)}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `mha: bias must be rank 4 [B|1, H|1, L, S], got ${fmtShape(bias.shape)}`,
+      );
     return [{ shape: [q.shape[0]!, q.shape[1]!, v.shape[2]!], dtype: q.dtype }];
   },
   lower({ inputs, inputAtoms, outputs, params, sink, target }) {

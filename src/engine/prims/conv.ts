@@ -8,6 +8,7 @@ import { attr } from '../onnx/lower_ctx.js';
 import type { OnnxNodeSink } from '../onnx/lower_ctx.js';
 import type { Tensor } from '../tensor.js';
 import * as op from '../ops.js';
+import { KinemaError } from '../../errors.js';
 
 export interface ConvParams {
   strides: number[];
@@ -87,19 +88,26 @@ definePrimitive({
   name: 'conv',
   // x [N, C, *S], w [O, C/group, *K] → [N, O, *S'] (no bias; ops.conv adds it).
   infer([x, w], p) {
-    if (!x || !w) throw new Error('conv takes (x, w)');
+    if (!x || !w) throw new KinemaError('ENGINE_INVALID_GRAPH', 'conv takes (x, w)');
     const c = convParams(p);
     const r = x.shape.length - 2;
     if (w.shape.length !== r + 2)
-      throw new Error(`conv: weight ${fmtShape(w.shape)} does not match input ${fmtShape(x.shape)}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `conv: weight ${fmtShape(w.shape)} does not match input ${fmtShape(x.shape)}`,
+      );
     if (x.shape[1]! !== w.shape[1]! * c.group || w.shape[0]! % c.group !== 0) {
-      throw new Error(
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
         `conv: input channels ${x.shape[1]} do not match weight ${fmtShape(w.shape)} with group ${c.group}`,
       );
     }
     const out = convOutSize(x.shape.slice(2), w.shape.slice(2), c);
     if (out.some((d) => d <= 0))
-      throw new Error(`conv: input ${fmtShape(x.shape)} is too small for kernel ${fmtShape(w.shape)}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `conv: input ${fmtShape(x.shape)} is too small for kernel ${fmtShape(w.shape)}`,
+      );
     return [{ shape: [x.shape[0]!, w.shape[0]!, ...out], dtype: x.dtype }];
   },
   lower: ({ inputs, outputs, params, inputAtoms, sink }) =>
@@ -144,10 +152,13 @@ definePrimitive({
   name: 'convTranspose',
   // x [N, Cin, *S], w [Cin, Cout/group, *K] → [N, Cout, *S'] — the adjoint of conv with the same params.
   infer([x, w], p) {
-    if (!x || !w) throw new Error('convTranspose takes (x, w)');
+    if (!x || !w) throw new KinemaError('ENGINE_INVALID_GRAPH', 'convTranspose takes (x, w)');
     const c = convParams(p);
     if (x.shape[1] !== w.shape[0])
-      throw new Error(`convTranspose: input ${fmtShape(x.shape)} does not match weight ${fmtShape(w.shape)}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `convTranspose: input ${fmtShape(x.shape)} does not match weight ${fmtShape(w.shape)}`,
+      );
     return [{ shape: convTransposeOut(x.shape, w.shape, c, p['outputPadding'] as number[]), dtype: x.dtype }];
   },
   lower: lowerConvTranspose,
@@ -218,7 +229,7 @@ definePrimitive({
   name: 'convWeightGrad',
   // dW[o, c, k] = Σ_{n, i} gy[n, o, i] · x_pad[n, g·Cg + c, s·i + d·k] for y = conv(x, W).
   infer([x, gy], p) {
-    if (!x || !gy) throw new Error('convWeightGrad takes (x, gy)');
+    if (!x || !gy) throw new KinemaError('ENGINE_INVALID_GRAPH', 'convWeightGrad takes (x, gy)');
     return [{ shape: [...(p['wshape'] as number[])], dtype: x.dtype }];
   },
   lower: lowerConvWeightGrad,

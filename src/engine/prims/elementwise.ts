@@ -7,10 +7,11 @@ import { broadcastIndex, broadcastShapes, fromF64, toF64 } from '../host.js';
 import { attr, elemTypeOf } from '../onnx/lower_ctx.js';
 import type { Tensor } from '../tensor.js';
 import * as op from '../ops.js';
+import { KinemaError } from '../../errors.js';
 
 function sameAval(inputs: readonly AbstractValue[]): AbstractValue[] {
   const x = inputs[0];
-  if (!x) throw new Error('missing input');
+  if (!x) throw new KinemaError('ENGINE_INVALID_GRAPH', 'missing input');
   return [{ shape: x.shape, dtype: x.dtype }];
 }
 
@@ -25,8 +26,9 @@ function unary(
     name,
     infer(inputs) {
       const x = inputs[0];
-      if (!x) throw new Error(`${name} takes one input`);
-      if (floatOnly && !isFloat(x.dtype)) throw new Error(`${name} needs a float tensor, got ${x.dtype}`);
+      if (!x) throw new KinemaError('ENGINE_INVALID_GRAPH', `${name} takes one input`);
+      if (floatOnly && !isFloat(x.dtype))
+        throw new KinemaError('ENGINE_INVALID_GRAPH', `${name} needs a float tensor, got ${x.dtype}`);
       return sameAval(inputs);
     },
     lower: ({ inputs, outputs, sink }) => sink.node(onnxOp, inputs, outputs),
@@ -145,8 +147,9 @@ definePrimitive({
 function binaryInfer(name: string, outDtype?: DType) {
   return (inputs: readonly AbstractValue[]): AbstractValue[] => {
     const [a, b] = inputs;
-    if (!a || !b) throw new Error(`${name} takes two inputs`);
-    if (a.dtype !== b.dtype) throw new Error(`${name}: dtypes differ (${a.dtype} vs ${b.dtype})`);
+    if (!a || !b) throw new KinemaError('ENGINE_INVALID_GRAPH', `${name} takes two inputs`);
+    if (a.dtype !== b.dtype)
+      throw new KinemaError('ENGINE_INVALID_GRAPH', `${name}: dtypes differ (${a.dtype} vs ${b.dtype})`);
     return [{ shape: broadcastShapes(a.shape, b.shape), dtype: outDtype ?? a.dtype }];
   };
 }
@@ -252,9 +255,11 @@ compare('equal', 'Equal', (a, b) => a === b);
 definePrimitive({
   name: 'where',
   infer([c, a, b]) {
-    if (!c || !a || !b) throw new Error('where takes (cond, a, b)');
-    if (c.dtype !== 'bool') throw new Error(`where: condition must be bool, got ${c.dtype}`);
-    if (a.dtype !== b.dtype) throw new Error(`where: branch dtypes differ (${a.dtype} vs ${b.dtype})`);
+    if (!c || !a || !b) throw new KinemaError('ENGINE_INVALID_GRAPH', 'where takes (cond, a, b)');
+    if (c.dtype !== 'bool')
+      throw new KinemaError('ENGINE_INVALID_GRAPH', `where: condition must be bool, got ${c.dtype}`);
+    if (a.dtype !== b.dtype)
+      throw new KinemaError('ENGINE_INVALID_GRAPH', `where: branch dtypes differ (${a.dtype} vs ${b.dtype})`);
     return [{ shape: broadcastShapes(c.shape, broadcastShapes(a.shape, b.shape)), dtype: a.dtype }];
   },
   lower: ({ inputs, outputs, sink }) => sink.node('Where', inputs, outputs),
@@ -282,7 +287,7 @@ definePrimitive({
 definePrimitive({
   name: 'cast',
   infer([x], p) {
-    if (!x) throw new Error('cast takes one input');
+    if (!x) throw new KinemaError('ENGINE_INVALID_GRAPH', 'cast takes one input');
     return [{ shape: x.shape, dtype: p['to'] as DType }];
   },
   lower: ({ inputs, outputs, params, sink }) =>

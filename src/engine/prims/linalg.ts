@@ -6,18 +6,26 @@ import { broadcastShapes, fromF64, normAxis, strides, toF64, multiIndices } from
 import { attr } from '../onnx/lower_ctx.js';
 import type { Tensor } from '../tensor.js';
 import * as op from '../ops.js';
+import { KinemaError } from '../../errors.js';
 
 definePrimitive({
   name: 'matmul',
   infer([a, b]) {
-    if (!a || !b) throw new Error('matmul takes two inputs');
+    if (!a || !b) throw new KinemaError('ENGINE_INVALID_GRAPH', 'matmul takes two inputs');
     if (a.shape.length < 2 || b.shape.length < 2)
-      throw new Error(`matmul needs rank >= 2, got ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `matmul needs rank >= 2, got ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`,
+      );
     const [m, k] = a.shape.slice(-2) as [number, number];
     const [k2, n] = b.shape.slice(-2) as [number, number];
     if (k !== k2)
-      throw new Error(`matmul: inner dimensions differ, ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
-    if (a.dtype !== b.dtype) throw new Error(`matmul: dtypes differ (${a.dtype} vs ${b.dtype})`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `matmul: inner dimensions differ, ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`,
+      );
+    if (a.dtype !== b.dtype)
+      throw new KinemaError('ENGINE_INVALID_GRAPH', `matmul: dtypes differ (${a.dtype} vs ${b.dtype})`);
     const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
     return [{ shape: [...batch, m, n], dtype: a.dtype }];
   },
@@ -163,7 +171,10 @@ definePrimitive({
   infer([x], p) {
     const size = p['size'] as readonly number[];
     if (size.length !== x!.shape.length - 2)
-      throw new Error(`resize: size [${size}] does not match ${fmtShape(x!.shape)}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `resize: size [${size}] does not match ${fmtShape(x!.shape)}`,
+      );
     return [{ shape: [...x!.shape.slice(0, 2), ...size], dtype: x!.dtype }];
   },
   lower({ inputs, outputs, params, inputAtoms, sink }) {
@@ -202,7 +213,7 @@ definePrimitive({
   vjp({ inputs, cotangents, params }) {
     const x = inputs[0]!;
     if (params['mode'] !== 'nearest')
-      throw new Error('resize: gradient is implemented for nearest mode only');
+      throw new KinemaError('ENGINE_INVALID_GRAPH', 'resize: gradient is implemented for nearest mode only');
     return [op.nearestResizeGrad(cotangents[0]!, x.shape)];
   },
 });

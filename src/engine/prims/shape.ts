@@ -7,12 +7,13 @@ import { broadcastIndex, broadcastShapes, fromF64, multiIndices, normAxis, strid
 import { attr } from '../onnx/lower_ctx.js';
 import type { Tensor } from '../tensor.js';
 import * as op from '../ops.js';
+import { KinemaError } from '../../errors.js';
 
 const ints = (v: unknown): number[] => [...(v as readonly number[])];
 
 function one(inputs: readonly AbstractValue[], name: string): AbstractValue {
   const x = inputs[0];
-  if (!x) throw new Error(`${name} takes one input`);
+  if (!x) throw new KinemaError('ENGINE_INVALID_GRAPH', `${name} takes one input`);
   return x;
 }
 
@@ -35,7 +36,10 @@ definePrimitive({
     const x = one(inputs, 'reshape');
     const shape = ints(p['shape']);
     if (numel(shape) !== numel(x.shape))
-      throw new Error(`reshape: cannot reshape ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `reshape: cannot reshape ${fmtShape(x.shape)} to ${fmtShape(shape)}`,
+      );
     return [{ shape, dtype: x.dtype }];
   },
   lower: ({ inputs, outputs, params, sink }) =>
@@ -50,7 +54,10 @@ definePrimitive({
     const x = one(inputs, 'transpose');
     const perm = ints(p['perm']);
     if (perm.length !== x.shape.length || [...perm].sort().some((v, i) => v !== i)) {
-      throw new Error(`transpose: bad permutation [${perm}] for rank ${x.shape.length}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `transpose: bad permutation [${perm}] for rank ${x.shape.length}`,
+      );
     }
     return [{ shape: perm.map((i) => x.shape[i]!), dtype: x.dtype }];
   },
@@ -75,7 +82,10 @@ definePrimitive({
     const shape = ints(p['shape']);
     const b = broadcastShapes(x.shape, shape);
     if (b.join() !== shape.join())
-      throw new Error(`expand: cannot broadcast ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `expand: cannot broadcast ${fmtShape(x.shape)} to ${fmtShape(shape)}`,
+      );
     return [{ shape, dtype: x.dtype }];
   },
   lower: ({ inputs, outputs, params, sink }) =>
@@ -103,7 +113,8 @@ definePrimitive({
       const same =
         t.shape.length === first.shape.length && t.shape.every((d, i) => i === axis || d === first.shape[i]);
       if (!same || t.dtype !== first.dtype)
-        throw new Error(
+        throw new KinemaError(
+          'ENGINE_INVALID_GRAPH',
           `concat: ${fmtShape(t.shape)} does not match ${fmtShape(first.shape)} off axis ${axis}`,
         );
       total += t.shape[axis]!;
@@ -151,7 +162,10 @@ definePrimitive({
     const axis = normAxis(p['axis'] as number, x.shape.length);
     const sizes = ints(p['sizes']);
     if (sizes.reduce((a, b) => a + b, 0) !== x.shape[axis])
-      throw new Error(`split: sizes [${sizes}] do not add up to ${x.shape[axis]} on axis ${axis}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `split: sizes [${sizes}] do not add up to ${x.shape[axis]} on axis ${axis}`,
+      );
     return sizes.map((n) => ({ shape: x.shape.map((d, i) => (i === axis ? n : d)), dtype: x.dtype }));
   },
   lower: ({ inputs, outputs, params, sink }) =>
@@ -298,9 +312,12 @@ definePrimitive({
   name: 'gather',
   // Embedding-style gather along axis 0 of `table` with integer `indices` of any shape.
   infer([table, indices]) {
-    if (!table || !indices) throw new Error('gather takes (table, indices)');
+    if (!table || !indices) throw new KinemaError('ENGINE_INVALID_GRAPH', 'gather takes (table, indices)');
     if (indices.dtype !== 'int64' && indices.dtype !== 'int32')
-      throw new Error(`gather: indices must be int64/int32, got ${indices.dtype}`);
+      throw new KinemaError(
+        'ENGINE_INVALID_GRAPH',
+        `gather: indices must be int64/int32, got ${indices.dtype}`,
+      );
     return [{ shape: [...indices.shape, ...table.shape.slice(1)], dtype: table.dtype }];
   },
   lower: ({ inputs, outputs, sink }) => sink.node('Gather', inputs, outputs, { axis: attr.int(0) }),
@@ -322,7 +339,8 @@ definePrimitive({
   name: 'scatterAddRows',
   // out = zeros(shape); out[indices[k]] += updates[k] (rows along axis 0). The gradient of gather.
   infer([updates, indices], p) {
-    if (!updates || !indices) throw new Error('scatterAddRows takes (updates, indices)');
+    if (!updates || !indices)
+      throw new KinemaError('ENGINE_INVALID_GRAPH', 'scatterAddRows takes (updates, indices)');
     return [{ shape: ints(p['shape']), dtype: updates.dtype }];
   },
   lower({ inputs, outputs, params, inputAtoms, sink }) {

@@ -18,6 +18,7 @@ import type { InputVideoTrack } from 'mediabunny';
 import { VideoError } from './errors.js';
 import type { FrameSink, VideoFormat, VideoInfo, VideoReader } from './types.js';
 import { matrixFromName, rgbToI420, yuv420ToRgb } from './yuv.js';
+import { KinemaError } from '../../errors.js';
 
 const MAX_QUEUED = 4;
 
@@ -250,7 +251,8 @@ function readerOf(path: string, input: Input, track: InputVideoTrack, info: Vide
   return {
     info,
     frames() {
-      if (used) throw new Error(`${path}: frames() can be iterated once per reader`);
+      if (used)
+        throw new KinemaError('VIDEO_READER_REUSED', `${path}: frames() can be iterated once per reader`);
       used = true;
       return decodeTrack(path, track, info);
     },

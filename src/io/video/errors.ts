@@ -1,15 +1,19 @@
 /** Error codes for video reading and writing; each names what went wrong with the file at `path`. */
+import { KinemaError } from '../../errors.js';
+
 export type VideoErrorCode =
   'NOT_FOUND' | 'UNREADABLE' | 'EMPTY' | 'CORRUPT' | 'TRUNCATED' | 'UNSUPPORTED' | 'BAD_FRAME';
 
-export class VideoError extends Error {
-  readonly code: VideoErrorCode;
+/** A video or image file could not be read or written; `code` is `VIDEO_<reason>` (docs/errors.md). */
+export class VideoError extends KinemaError {
+  /** The short reason (`CORRUPT`, …); `code` is the catalogue's `VIDEO_CORRUPT`. */
+  readonly reason: VideoErrorCode;
   readonly path: string;
 
-  constructor(code: VideoErrorCode, path: string, message: string, options?: { cause?: unknown }) {
-    super(`${path}: ${message}`, options);
+  constructor(reason: VideoErrorCode, path: string, message: string, options?: { cause?: unknown }) {
+    super(`VIDEO_${reason}`, `${path}: ${message}`, options);
     this.name = 'VideoError';
-    this.code = code;
+    this.reason = reason;
     this.path = path;
   }
 }

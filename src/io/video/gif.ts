@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { VideoError } from './errors.js';
 import { ByteReader, lzwDecode, toSubBlocks } from './gif_codec.js';
 import type { FrameSink, VideoInfo, VideoReader } from './types.js';
+import { KinemaError } from '../../errors.js';
 
 const FPS_COMMENT = /^fps=([0-9.eE+-]+)$/;
 
@@ -44,7 +45,7 @@ function parseSingleFrameGif(gif: Uint8Array): PalettizedFrame {
     p += 2;
     skipBlocks();
   }
-  if (gif[p] !== 0x2c) throw new Error('sharp produced a GIF without an image');
+  if (gif[p] !== 0x2c) throw new KinemaError('VIDEO_ENCODE_FAILED', 'sharp produced a GIF without an image');
   const packed = gif[p + 9]!;
   p += 10;
   if (packed & 0x80) {

@@ -15,6 +15,7 @@ import {
   type AddedTokenJson,
   type ClipTokenizerJson,
 } from './tokenizer.js';
+import { KinemaError } from '../../errors.js';
 
 export interface TrainClipBpeOptions {
   /** Total vocabulary size: 512 byte symbols + merges + 2 special tokens (so at least 514). */
@@ -167,7 +168,8 @@ function mergeSymbols(symbols: string[], left: string, right: string): string[] 
 function countWords(texts: Iterable<string>, byteChars: readonly string[]): Word[] {
   const freq = new Map<string, number>();
   for (const text of texts) {
-    if (typeof text !== 'string') throw new Error('trainClipBpe: every training text must be a string');
+    if (typeof text !== 'string')
+      throw new KinemaError('TOKENIZER_INVALID', 'trainClipBpe: every training text must be a string');
     for (const w of clipPreTokenize(text, byteChars)) freq.set(w, (freq.get(w) ?? 0) + 1);
   }
   return [...freq.entries()]
@@ -187,12 +189,13 @@ function countWords(texts: Iterable<string>, byteChars: readonly string[]): Word
 export function trainClipBpe(texts: Iterable<string>, opts: TrainClipBpeOptions): ClipTokenizerJson {
   const minFrequency = opts.minFrequency ?? 2;
   if (!Number.isInteger(opts.vocabSize) || opts.vocabSize < 514) {
-    throw new Error(
+    throw new KinemaError(
+      'TOKENIZER_INVALID',
       `trainClipBpe: vocabSize must be an integer ≥ 514 (512 byte symbols + 2 special), got ${opts.vocabSize}`,
     );
   }
   if (!Number.isFinite(minFrequency) || minFrequency < 1)
-    throw new Error(`trainClipBpe: minFrequency must be ≥ 1, got ${minFrequency}`);
+    throw new KinemaError('TOKENIZER_INVALID', `trainClipBpe: minFrequency must be ≥ 1, got ${minFrequency}`);
   const byteOrder = bytesToUnicode();
   const byteChars: string[] = [];
   for (const [b, c] of byteOrder) byteChars[b] = c;
@@ -270,9 +273,12 @@ export function saveClipTokenizer(
   const vocab = json.model.vocab;
   const padId = Object.prototype.hasOwnProperty.call(vocab, padToken) ? vocab[padToken] : undefined;
   if (padId === undefined)
-    throw new Error(`saveClipTokenizer: pad token ${JSON.stringify(padToken)} is not in the vocabulary`);
+    throw new KinemaError(
+      'TOKENIZER_INVALID',
+      `saveClipTokenizer: pad token ${JSON.stringify(padToken)} is not in the vocabulary`,
+    );
   if (!Number.isInteger(modelMaxLength) || modelMaxLength < 2)
-    throw new Error(`saveClipTokenizer: bad modelMaxLength ${modelMaxLength}`);
+    throw new KinemaError('TOKENIZER_INVALID', `saveClipTokenizer: bad modelMaxLength ${modelMaxLength}`);
   const added = json.added_tokens.some((t) => t.content === padToken)
     ? json.added_tokens
     : [...json.added_tokens, specialAddedToken(padToken, padId, false)].sort((a, b) => a.id - b.id);

@@ -19,6 +19,7 @@ import {
   type ClipLoadOptions,
 } from './text_model.js';
 import { ClipVisionTransformer, pixelTensor } from './vision_model.js';
+import { KinemaError } from '../../errors.js';
 
 export class ClipModelRoot extends Module {
   readonly textModel: ClipTextTransformer;
@@ -109,7 +110,8 @@ export class CLIPModel {
     if (opts.attentionMask) {
       feeds['attention_mask'] = idsTensor(opts.attentionMask, l, 'attention mask');
       if (feeds['attention_mask'].shape.join() !== ids.shape.join()) {
-        throw new Error(
+        throw new KinemaError(
+          'CLIP_BAD_INPUT',
           `CLIP text: attention mask shape [${feeds['attention_mask'].shape}] differs from ids [${ids.shape}]`,
         );
       }
@@ -138,7 +140,8 @@ export function logitsPerImage(
 ): Float32Array {
   const [n, d] = imageFeatures.shape as [number, number];
   const [b, d2] = textFeatures.shape as [number, number];
-  if (d !== d2) throw new Error(`logitsPerImage: feature sizes differ (${d} vs ${d2})`);
+  if (d !== d2)
+    throw new KinemaError('CLIP_BAD_INPUT', `logitsPerImage: feature sizes differ (${d} vs ${d2})`);
   const img = unitRows(imageFeatures.data as Float32Array, n, d);
   const txt = unitRows(textFeatures.data as Float32Array, b, d);
   const out = new Float32Array(n * b);
@@ -158,7 +161,7 @@ function unitRows(data: Float32Array, rows: number, d: number): Float64Array {
     let norm = 0;
     for (let k = 0; k < d; k++) norm += out[r * d + k]! ** 2;
     norm = Math.sqrt(norm);
-    if (norm === 0) throw new Error(`logitsPerImage: feature row ${r} is all zeros`);
+    if (norm === 0) throw new KinemaError('CLIP_BAD_INPUT', `logitsPerImage: feature row ${r} is all zeros`);
     for (let k = 0; k < d; k++) out[r * d + k]! /= norm;
   }
   return out;

@@ -18,6 +18,7 @@ import {
   type ClipEncoderConfig,
   type ClipTextConfig,
 } from './config.js';
+import { KinemaError } from '../../errors.js';
 
 /** torch.finfo(torch.float32).min: what transformers fills masked attention scores with. */
 export const FLOAT32_MIN = -3.4028234663852886e38;
@@ -207,7 +208,8 @@ export class ClipTextTransformer extends Module {
   forward(ids: Tensor, attentionMask?: Tensor): TextForward {
     const [b, l] = ids.shape as [number, number];
     if (l > this.config.maxPositionEmbeddings) {
-      throw new Error(
+      throw new KinemaError(
+        'CLIP_BAD_INPUT',
         `CLIP text: sequence length ${l} exceeds max_position_embeddings ${this.config.maxPositionEmbeddings}`,
       );
     }
@@ -245,21 +247,25 @@ export function idsTensor(
 ): HostTensor {
   if (ids instanceof BigInt64Array) {
     if (ids.length === 0 || ids.length % seqLength !== 0) {
-      throw new Error(
+      throw new KinemaError(
+        'CLIP_BAD_INPUT',
         `CLIP text: ${what} hold ${ids.length} values, not a whole number of rows of ${seqLength}`,
       );
     }
     return hostTensor(ids, [ids.length / seqLength, seqLength], 'int64');
   }
-  if (ids.length === 0) throw new Error(`CLIP text: ${what} are empty`);
+  if (ids.length === 0) throw new KinemaError('CLIP_BAD_INPUT', `CLIP text: ${what} are empty`);
   const l = ids[0]!.length;
   const data = new BigInt64Array(ids.length * l);
   ids.forEach((row, i) => {
     if (row.length !== l)
-      throw new Error(`CLIP text: ${what} row ${i} has ${row.length} values, row 0 has ${l}`);
+      throw new KinemaError(
+        'CLIP_BAD_INPUT',
+        `CLIP text: ${what} row ${i} has ${row.length} values, row 0 has ${l}`,
+      );
     row.forEach((v, j) => {
       if (!Number.isSafeInteger(v))
-        throw new Error(`CLIP text: ${what} [${i}][${j}] = ${v} is not an integer`);
+        throw new KinemaError('CLIP_BAD_INPUT', `CLIP text: ${what} [${i}][${j}] = ${v} is not an integer`);
       data[i * l + j] = BigInt(v);
     });
   });
@@ -271,7 +277,8 @@ export function checkTokenIds(ids: HostTensor, vocabSize: number): void {
   for (let i = 0; i < data.length; i++) {
     const v = data[i]!;
     if (v < 0n || v >= BigInt(vocabSize)) {
-      throw new Error(
+      throw new KinemaError(
+        'CLIP_BAD_INPUT',
         `CLIP text: token id ${v} at flat index ${i} is outside the vocabulary [0, ${vocabSize})`,
       );
     }
@@ -385,7 +392,8 @@ export class CLIPTextModel {
     if (opts.attentionMask) {
       const mask = idsTensor(opts.attentionMask, l, 'attention mask');
       if (mask.shape.join() !== ids.shape.join()) {
-        throw new Error(
+        throw new KinemaError(
+          'CLIP_BAD_INPUT',
           `CLIP text: attention mask shape [${mask.shape}] differs from input ids [${ids.shape}]`,
         );
       }

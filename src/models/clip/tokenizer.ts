@@ -6,6 +6,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { parseJsonLenient } from '../../io/json.js';
 import { joinPath as join, resolveLoader } from '../../io/loader.js';
 import type { FileLoader } from '../../io/loader.js';
+import { KinemaError } from '../../errors.js';
 
 /** CLIP's pre-tokenization pattern (contractions, letter runs, single digits, other non-space runs). */
 export const CLIP_SPLIT_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
@@ -154,7 +155,10 @@ export function parseMergesTxt(text: string, source = 'merges.txt'): string[] {
     const line = raw.replace(/\r$/, '');
     if (line === '' || (i === 0 && line.startsWith('#version'))) return;
     if (line.split(' ').length !== 2)
-      throw new Error(`${source}:${i + 1}: expected "left right", got ${JSON.stringify(line)}`);
+      throw new KinemaError(
+        'TOKENIZER_INVALID',
+        `${source}:${i + 1}: expected "left right", got ${JSON.stringify(line)}`,
+      );
     merges.push(line);
   });
   return merges;
@@ -162,7 +166,11 @@ export function parseMergesTxt(text: string, source = 'merges.txt'): string[] {
 
 function vocabId(vocab: Record<string, number>, token: string, source: string): number {
   const id = Object.prototype.hasOwnProperty.call(vocab, token) ? vocab[token] : undefined;
-  if (id === undefined) throw new Error(`${source}: token ${JSON.stringify(token)} is not in the vocabulary`);
+  if (id === undefined)
+    throw new KinemaError(
+      'TOKENIZER_INVALID',
+      `${source}: token ${JSON.stringify(token)} is not in the vocabulary`,
+    );
   return id;
 }
 
@@ -183,7 +191,7 @@ async function readJsonObject(path: string, files: FileLoader): Promise<Record<s
   if (files.kind(path) === null) return undefined;
   const value = parseJsonLenient(files.readText(path), path);
   if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new Error(`${path}: expected a JSON object`);
+    throw new KinemaError('TOKENIZER_INVALID', `${path}: expected a JSON object`);
   return value as Record<string, unknown>;
 }
 
@@ -201,7 +209,10 @@ function resolveSpecialTokens(
     : [];
   const maxLength = opts.modelMaxLength ?? config['model_max_length'] ?? CLIP_MODEL_MAX_LENGTH;
   if (typeof maxLength !== 'number' || !Number.isInteger(maxLength) || maxLength < 2 || maxLength > 1e6) {
-    throw new Error(`model_max_length must be an integer in [2, 1e6], got ${JSON.stringify(maxLength)}`);
+    throw new KinemaError(
+      'TOKENIZER_INVALID',
+      `model_max_length must be an integer in [2, 1e6], got ${JSON.stringify(maxLength)}`,
+    );
   }
   return {
     bosToken: pick('bos_token', CLIP_BOS),
@@ -268,7 +279,7 @@ async function loadTokenizerJson(
   if (files.kind(jsonPath) !== null) {
     const json = (await readJsonObject(jsonPath, files)) as unknown as ClipTokenizerJson;
     if (json.model?.type !== 'BPE' || typeof json.model.vocab !== 'object') {
-      throw new Error(`${jsonPath}: expected a BPE tokenizer.json (CLIP)`);
+      throw new KinemaError('TOKENIZER_INVALID', `${jsonPath}: expected a BPE tokenizer.json (CLIP)`);
     }
     json.added_tokens = reconcileAddedTokens(json.added_tokens ?? [], special, json.model.vocab, jsonPath);
     return json;
@@ -276,11 +287,14 @@ async function loadTokenizerJson(
   const vocabPath = join(dir, 'vocab.json');
   const mergesPath = join(dir, 'merges.txt');
   if (files.kind(vocabPath) === null || files.kind(mergesPath) === null) {
-    throw new Error(`${dir}: no tokenizer.json, and no vocab.json + merges.txt to build one from`);
+    throw new KinemaError(
+      'TOKENIZER_INVALID',
+      `${dir}: no tokenizer.json, and no vocab.json + merges.txt to build one from`,
+    );
   }
   const vocab = (await readJsonObject(vocabPath, files)) as Record<string, number>;
   if (!Object.values(vocab).every((v) => Number.isInteger(v)))
-    throw new Error(`${vocabPath}: ids must be integers`);
+    throw new KinemaError('TOKENIZER_INVALID', `${vocabPath}: ids must be integers`);
   const merges = parseMergesTxt(files.readText(mergesPath), mergesPath);
   const added = reconcileAddedTokens(addedTokensFromConfig(config), special, vocab, vocabPath);
   return buildClipTokenizerJson(vocab, merges, special, added);
@@ -313,7 +327,11 @@ export class CLIPTokenizer {
     this.padToken = special.padToken;
     const id = (token: string): number => {
       const v = this.tokenizer.token_to_id(token);
-      if (v === undefined) throw new Error(`special token ${JSON.stringify(token)} is not in the vocabulary`);
+      if (v === undefined)
+        throw new KinemaError(
+          'TOKENIZER_INVALID',
+          `special token ${JSON.stringify(token)} is not in the vocabulary`,
+        );
       return v;
     };
     this.padTokenId = id(special.padToken);
@@ -357,7 +375,7 @@ export class CLIPTokenizer {
     const truncation = opts.truncation ?? true;
     const maxLength = opts.maxLength ?? this.modelMaxLength;
     if (!Number.isInteger(maxLength) || maxLength < 2)
-      throw new Error(`maxLength must be an integer ≥ 2, got ${maxLength}`);
+      throw new KinemaError('TOKENIZER_INVALID', `maxLength must be an integer ≥ 2, got ${maxLength}`);
     let body = this.encodeRaw(text);
     if (truncation) body = body.slice(0, maxLength - 2);
     const inputIds = [this.bosTokenId, ...body, this.eosTokenId];

@@ -13,6 +13,7 @@ import { compileWithWeights, type CompiledFunction } from '../../nn/compile.js';
 import { readConfig } from '../../io/model_folder.js';
 import { parseClipVisionConfig, type ClipVisionConfig } from './config.js';
 import { ClipEncoder, ProgramCache, loadWeightsFor, type ClipLoadOptions } from './text_model.js';
+import { KinemaError } from '../../errors.js';
 
 export class ClipVisionEmbeddings extends Module {
   readonly patchEmbedding: ConvNd;
@@ -35,7 +36,10 @@ export class ClipVisionEmbeddings extends Module {
     const { numChannels: c, imageSize: s, hiddenSize: d } = this.config;
     const [n] = pixels.shape as [number];
     if (pixels.shape.join() !== [n, c, s, s].join()) {
-      throw new Error(`CLIP vision: pixel values must be [N, ${c}, ${s}, ${s}], got [${pixels.shape}]`);
+      throw new KinemaError(
+        'CLIP_BAD_INPUT',
+        `CLIP vision: pixel values must be [N, ${c}, ${s}, ${s}], got [${pixels.shape}]`,
+      );
     }
     const patches = op.reshape(this.patchEmbedding.forward(pixels), [n, d, this.numPatches]);
     const classToken = op.expand(op.reshape(this.p('class_embedding'), [1, 1, d]), [n, 1, d]);
@@ -93,9 +97,10 @@ export class ClipVisionRoot extends Module {
 export function pixelTensor(pixels: Float32Array, count: number, config: ClipVisionConfig): HostTensor {
   const { numChannels: c, imageSize: s } = config;
   if (!Number.isSafeInteger(count) || count < 1)
-    throw new Error(`CLIP vision: image count must be ≥ 1, got ${count}`);
+    throw new KinemaError('CLIP_BAD_INPUT', `CLIP vision: image count must be ≥ 1, got ${count}`);
   if (pixels.length !== count * c * s * s) {
-    throw new Error(
+    throw new KinemaError(
+      'CLIP_BAD_INPUT',
       `CLIP vision: ${pixels.length} pixel values do not hold ${count} images of [${c}, ${s}, ${s}] ` +
         `(${count * c * s * s} values); resize/crop to image_size ${s} first`,
     );

@@ -9,6 +9,7 @@ import { GroupNorm, LayerNorm, Linear } from '../../nn/layers.js';
 import { Attention } from '../../nn/attention.js';
 import { FeedForward } from '../unet3d/transformer.js';
 import { LVDM_TEXT_TOKENS } from './config.js';
+import { KinemaError } from '../../errors.js';
 
 /** A 1×1 Conv1d/Conv2d (weight [out, in, 1(, 1)]) applied to the last axis, i.e. a Linear with a conv's weight shape. */
 class PointwiseConv extends Module {
@@ -103,7 +104,8 @@ export class LvdmCrossAttention extends Attention {
     if (this.toKIp && context) {
       const s = context.shape[1]!;
       if (s <= LVDM_TEXT_TOKENS)
-        throw new Error(
+        throw new KinemaError(
+          'LVDM_BAD_INPUT',
           `image cross-attention needs ${LVDM_TEXT_TOKENS} text tokens + image tokens, got ${s}`,
         );
       [ctx, image] = op.split(context, [LVDM_TEXT_TOKENS, s - LVDM_TEXT_TOKENS], 1) as [Tensor, Tensor];

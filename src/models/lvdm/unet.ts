@@ -16,6 +16,7 @@ import { sinusoidalEmbedding } from '../unet3d/embeddings.js';
 import { TemporalConvLayer } from '../unet3d/resnet.js';
 import { parseLvdmUNetConfig, type LvdmUNetConfig } from './config.js';
 import { SpatialTransformer, TemporalTransformer } from './attention.js';
+import { KinemaError } from '../../errors.js';
 
 /** Children at fixed names with parameter-free slots between (an nn.Sequential). */
 class Sequential extends Module {
@@ -268,7 +269,8 @@ export class LvdmUNet extends Module {
   }
 
   get stateDict(): StateDict {
-    if (!this.#weights) throw new Error('LvdmUNet has no weights: call loadWeights first');
+    if (!this.#weights)
+      throw new KinemaError('LVDM_BAD_INPUT', 'LvdmUNet has no weights: call loadWeights first');
     return this.#weights;
   }
 
@@ -287,10 +289,16 @@ export class LvdmUNet extends Module {
   forward(x: Tensor, timesteps: Tensor, context: Tensor, opts: LvdmForwardOptions = {}): Tensor {
     const c = this.config;
     if (x.rank !== 5 || x.shape[1] !== c.inChannels)
-      throw new Error(`LvdmUNet: x must be [B, ${c.inChannels}, F, H, W], got ${x.toString()}`);
+      throw new KinemaError(
+        'LVDM_BAD_INPUT',
+        `LvdmUNet: x must be [B, ${c.inChannels}, F, H, W], got ${x.toString()}`,
+      );
     const [b, , frames, height, width] = x.shape as [number, number, number, number, number];
     if (context.rank !== 3 || context.shape[0] !== b || context.shape[2] !== c.contextDim) {
-      throw new Error(`LvdmUNet: context must be [${b}, S, ${c.contextDim}], got ${context.toString()}`);
+      throw new KinemaError(
+        'LVDM_BAD_INPUT',
+        `LvdmUNet: context must be [${b}, S, ${c.contextDim}], got ${context.toString()}`,
+      );
     }
     const sinusoid = (t: Tensor): Tensor =>
       sinusoidalEmbedding(t.shape[0] === b ? t : op.expand(op.reshape(t, [1]), [b]), c.modelChannels, {
@@ -299,7 +307,8 @@ export class LvdmUNet extends Module {
       });
     let emb = this.timeEmbed.forward(sinusoid(timesteps));
     if (this.fpsEmbedding) {
-      if (!opts.fps) throw new Error('LvdmUNet: this model has fps conditioning; pass opts.fps');
+      if (!opts.fps)
+        throw new KinemaError('LVDM_BAD_INPUT', 'LvdmUNet: this model has fps conditioning; pass opts.fps');
       emb = op.add(emb, this.fpsEmbedding.forward(sinusoid(opts.fps)));
     }
     const embAct = op.silu(emb);

@@ -9,6 +9,7 @@ import type { ActivationName, DownBlockType, UpBlockType } from './config.js';
 import { ResnetBlock2D, TemporalConvLayer } from './resnet.js';
 import { Transformer2DModel, TransformerTemporalModel } from './transformer.js';
 import type { FrameContext, TransformerOptions } from './transformer.js';
+import { KinemaError } from '../../errors.js';
 
 /** What every block receives besides its input: act(time embedding) [B, T] and the text context. */
 export interface BlockConditioning {
@@ -207,7 +208,10 @@ export class UpBlock3D extends LayeredBlock {
     upsampleSize?: readonly number[],
   ): Tensor {
     if (skips.length !== this.layers.length)
-      throw new Error(`up block needs ${this.layers.length} skip connections, got ${skips.length}`);
+      throw new KinemaError(
+        'UNET_BAD_INPUT',
+        `up block needs ${this.layers.length} skip connections, got ${skips.length}`,
+      );
     let h = x;
     this.layers.forEach((layer, i) => {
       h = layer.forward(op.concat([h, skips[skips.length - 1 - i]!], 1), cond);

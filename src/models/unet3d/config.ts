@@ -18,9 +18,11 @@
 // frame-correlated noise (PYoCo's mixed noise prior, `schedulers/frame_noise.ts`): the pipeline then makes its
 // initial latents the same way. No parameters; default 0 (independent noise per frame, as diffusers).
 
-export class UNet3DConfigError extends Error {
+import { KinemaError } from '../../errors.js';
+
+export class UNet3DConfigError extends KinemaError {
   constructor(message: string) {
-    super(message);
+    super('UNET_CONFIG_INVALID', message);
     this.name = 'UNet3DConfigError';
   }
 }

@@ -7,6 +7,7 @@ import { Module } from '../../nn/module.js';
 import { Linear } from '../../nn/layers.js';
 import type { ActivationName } from './config.js';
 import { activation } from './activations.js';
+import { KinemaError } from '../../errors.js';
 
 export interface SinusoidalOptions {
   /** Order [cos, sin] instead of [sin, cos]. */
@@ -34,7 +35,10 @@ export function sinusoidalFrequencies(dim: number, shift: number, maxPeriod = 10
 /** Sinusoidal embedding of timesteps `t` [N] (any numeric dtype) → float32 [N, dim]. */
 export function sinusoidalEmbedding(t: Tensor, dim: number, opts: SinusoidalOptions): Tensor {
   if (t.rank !== 1)
-    throw new Error(`timestep embedding needs a 1-d tensor of timesteps, got ${t.toString()}`);
+    throw new KinemaError(
+      'UNET_BAD_INPUT',
+      `timestep embedding needs a 1-d tensor of timesteps, got ${t.toString()}`,
+    );
   const half = Math.floor(dim / 2);
   const freqs = op.constant(sinusoidalFrequencies(dim, opts.downscaleFreqShift, opts.maxPeriod), [1, half]);
   let args = op.mul(op.reshape(op.cast(t, 'float32'), [-1, 1]), freqs);
@@ -65,7 +69,10 @@ export class TimestepEmbedding extends Module {
     let x = sample;
     if (condition) {
       if (!this.condProj)
-        throw new Error('TimestepEmbedding: a condition was given but the model has no cond_proj');
+        throw new KinemaError(
+          'UNET_BAD_INPUT',
+          'TimestepEmbedding: a condition was given but the model has no cond_proj',
+        );
       x = op.add(x, this.condProj.forward(condition));
     }
     return this.linear2.forward(activation(this.linear1.forward(x), this.act));

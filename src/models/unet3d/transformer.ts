@@ -7,6 +7,7 @@ import { Module, ModuleList } from '../../nn/module.js';
 import { GroupNorm, LayerNorm, Linear } from '../../nn/layers.js';
 import { Attention } from '../../nn/attention.js';
 import { sinusoidalFrequencies } from './embeddings.js';
+import { KinemaError } from '../../errors.js';
 
 /** Registers fixed-name children (e.g. nn.Sequential slots '0' and '2' with a parameter-free '1' between). */
 class Slots extends Module {
@@ -65,7 +66,8 @@ export function crossAttentionOverFrames(
   const [n, l, dim] = x.shape as [number, number, number];
   const b = n / frames;
   if (context.shape[0] !== b) {
-    throw new Error(
+    throw new KinemaError(
+      'UNET_BAD_INPUT',
       `cross-attention: context ${context.toString()} does not match ${n} rows of ${frames} frames`,
     );
   }
@@ -97,7 +99,8 @@ export interface BlockOptions {
  * even columns sin(p·ω_k), odd columns cos(p·ω_k), ω_k = 10000^(−2k/dim).
  */
 export function sinusoidalPositionTable(length: number, dim: number): Float32Array {
-  if (dim % 2 !== 0) throw new Error(`sinusoidal positions need an even width, got ${dim}`);
+  if (dim % 2 !== 0)
+    throw new KinemaError('UNET_BAD_INPUT', `sinusoidal positions need an even width, got ${dim}`);
   const freqs = sinusoidalFrequencies(dim, 0); // ω_k = exp(−ln(10000)·k/(dim/2))
   const table = new Float32Array(length * dim);
   for (let p = 0; p < length; p++) {
@@ -164,13 +167,18 @@ export class BasicTransformerBlock extends Module {
     let h = op.add(this.attn1.forward(pos(this.norm1.forward(x))), x);
     const n2 = pos(this.norm2.forward(h));
     if (this.opts.crossAttentionDim !== null) {
-      if (!context) throw new Error('BasicTransformerBlock: cross-attention needs encoder hidden states');
+      if (!context)
+        throw new KinemaError(
+          'UNET_BAD_INPUT',
+          'BasicTransformerBlock: cross-attention needs encoder hidden states',
+        );
       h = op.add(crossAttentionOverFrames(this.attn2, n2, context.states, context.frames), h);
     } else {
       h = op.add(this.attn2.forward(n2), h);
     }
     if (this.attnText && this.normText) {
-      if (!text) throw new Error('BasicTransformerBlock: attn_text needs the text states');
+      if (!text)
+        throw new KinemaError('UNET_BAD_INPUT', 'BasicTransformerBlock: attn_text needs the text states');
       const q = pos(this.normText.forward(h));
       h = op.add(crossAttentionOverFrames(this.attnText, q, text.states, text.frames), h);
     }

@@ -21,6 +21,7 @@ import { TimestepEmbedding, sinusoidalEmbedding } from './embeddings.js';
 import { TransformerTemporalModel } from './transformer.js';
 import { DownBlock3D, UNetMidBlock3DCrossAttn, UpBlock3D } from './blocks.js';
 import type { BlockConditioning, BlockSettings } from './blocks.js';
+import { KinemaError } from '../../errors.js';
 
 export interface UNet3DForwardOptions {
   /** Frame rate [B] or [1]/[] (broadcast), for models with `fps_cond`. */
@@ -37,7 +38,8 @@ type Recorder = (name: string, t: Tensor) => Tensor;
 function toBatch(t: Tensor, batch: number, what: string): Tensor {
   if (t.rank === 0 || (t.rank === 1 && t.shape[0] === 1)) return op.expand(op.reshape(t, [1]), [batch]);
   if (t.rank === 1 && t.shape[0] === batch) return t;
-  throw new Error(
+  throw new KinemaError(
+    'UNET_BAD_INPUT',
     `UNet3D: ${what} must have shape [], [1] or [${batch}] (the batch), got [${t.shape.join(', ')}]`,
   );
 }
@@ -153,7 +155,8 @@ export class UNet3DConditionModel extends Module {
   /** The bound weights (for compiling bigger programs around `forward`). */
   get stateDict(): StateDict {
     if (!this.#weights)
-      throw new Error(
+      throw new KinemaError(
+        'UNET_BAD_INPUT',
         'UNet3DConditionModel has no weights: use fromPretrained, loadWeights or initParameters',
       );
     return this.#weights;
@@ -200,7 +203,8 @@ export class UNet3DConditionModel extends Module {
   private checkInputs(sample: Tensor, ehs: Tensor): [number, number, number, number, number] {
     const c = this.config;
     if (sample.rank !== 5 || sample.shape[1] !== c.inChannels || sample.dtype !== 'float32') {
-      throw new Error(
+      throw new KinemaError(
+        'UNET_BAD_INPUT',
         `UNet3D: sample must be float32 [B, ${c.inChannels}, F, H, W], got ${sample.toString()}`,
       );
     }
@@ -211,7 +215,8 @@ export class UNet3DConditionModel extends Module {
       ehs.shape[2] !== c.crossAttentionDim ||
       ehs.dtype !== 'float32'
     ) {
-      throw new Error(
+      throw new KinemaError(
+        'UNET_BAD_INPUT',
         `UNet3D: encoder hidden states must be float32 [${b}, S, ${c.crossAttentionDim}] for sample ${sample.toString()}, got ${ehs.toString()}`,
       );
     }
@@ -225,13 +230,18 @@ export class UNet3DConditionModel extends Module {
     const tProj = rec('time_proj', sinusoid(toBatch(timestep, batch, 'timestep')));
     let emb = rec('time_embedding', this.timeEmbedding.forward(tProj, opts.timestepCond));
     if (this.fpsEmbedding) {
-      if (!opts.fps) throw new Error('UNet3D: this model has fps_cond; pass the frame rate (opts.fps)');
+      if (!opts.fps)
+        throw new KinemaError(
+          'UNET_BAD_INPUT',
+          'UNet3D: this model has fps_cond; pass the frame rate (opts.fps)',
+        );
       emb = op.add(
         emb,
         rec('fps_embedding', this.fpsEmbedding.forward(sinusoid(toBatch(opts.fps, batch, 'fps')))),
       );
     } else if (opts.fps) {
-      throw new Error(
+      throw new KinemaError(
+        'UNET_BAD_INPUT',
         'UNet3D: an fps was given but the model has no fps conditioning (config fps_cond is off)',
       );
     }

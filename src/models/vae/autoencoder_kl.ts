@@ -19,6 +19,7 @@ import { parseVaeConfig, vaeScaleFactor } from './config.js';
 import type { VaeConfig } from './config.js';
 import { Encoder } from './encoder.js';
 import { Decoder } from './decoder.js';
+import { KinemaError } from '../../errors.js';
 
 export interface Posterior<T> {
   readonly mean: T;
@@ -105,7 +106,8 @@ export class AutoencoderKL extends Module {
   /** The bound weights (throws if none were loaded). */
   get stateDict(): StateDict {
     if (!this.weights) {
-      throw new Error(
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
         'AutoencoderKL has no weights: use fromPretrained, or loadWeights(vae.initParameters(seed))',
       );
     }
@@ -173,18 +175,26 @@ export class AutoencoderKL extends Module {
 
   private decodeBatch(n: number, numFrames: number, batchSize: number | undefined): number {
     if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize > 0)) {
-      throw new Error(`AutoencoderKL.decode: batchSize must be a positive integer, got ${batchSize}`);
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
+        `AutoencoderKL.decode: batchSize must be a positive integer, got ${batchSize}`,
+      );
     }
     if (!Number.isInteger(numFrames) || numFrames < 1) {
-      throw new Error(`AutoencoderKL.decode: numFrames must be a positive integer, got ${numFrames}`);
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
+        `AutoencoderKL.decode: numFrames must be a positive integer, got ${numFrames}`,
+      );
     }
     if (n % numFrames !== 0) {
-      throw new Error(
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
         `AutoencoderKL.decode: ${n} latents are not a whole number of ${numFrames}-frame videos`,
       );
     }
     if (numFrames > 1 && batchSize !== undefined && batchSize % numFrames !== 0) {
-      throw new Error(
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
         `AutoencoderKL.decode: batchSize ${batchSize} must be a multiple of numFrames ${numFrames} ` +
           '(the temporal decoder mixes the frames of a video)',
       );
@@ -194,16 +204,21 @@ export class AutoencoderKL extends Module {
 
   private checkInput(what: string, name: string, t: HostTensor, channels: number, factor: number): void {
     if (t.dtype !== 'float32' || !(t.data instanceof Float32Array)) {
-      throw new Error(`AutoencoderKL.${what}: ${name} must be float32, got ${t.dtype}`);
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
+        `AutoencoderKL.${what}: ${name} must be float32, got ${t.dtype}`,
+      );
     }
     if (t.shape.length !== 4 || t.shape[1] !== channels) {
-      throw new Error(
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
         `AutoencoderKL.${what}: ${name} must have shape [N, ${channels}, H, W], got [${t.shape}]`,
       );
     }
     const [, , h, w] = t.shape as [number, number, number, number];
     if (h % factor !== 0 || w % factor !== 0) {
-      throw new Error(
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
         `AutoencoderKL.${what}: ${name} size ${h}×${w} is not divisible by the VAE scale factor ${factor}`,
       );
     }

@@ -10,10 +10,12 @@
 // groups, which equals `norm_num_groups` of every Stable Diffusion VAE; Kinema uses `norm_num_groups`
 // (eps 1e-5, torch's GroupNorm default, as in VidRD).
 
+import { KinemaError } from '../../errors.js';
+
 /** Bad or inconsistent VAE configuration; the message names the offending key. */
-export class VaeConfigError extends Error {
+export class VaeConfigError extends KinemaError {
   constructor(message: string) {
-    super(message);
+    super('VAE_CONFIG_INVALID', message);
     this.name = 'VaeConfigError';
   }
 }

@@ -12,6 +12,7 @@ import * as op from '../../engine/ops.js';
 import { Module } from '../../nn/module.js';
 import type { ParamSpec } from '../../nn/module.js';
 import { Conv3d, ConvNd, GroupNorm } from '../../nn/layers.js';
+import { KinemaError } from '../../errors.js';
 
 /** The zero-initialised last conv of a TemporalConvLayer (VidRD's `zero_module`). */
 class ZeroInitConv3d extends ConvNd {
@@ -64,7 +65,10 @@ export class TemporalConvLayer extends Module {
     if (numFrames === 1) return x;
     const [bf, c, h, w] = x.shape as [number, number, number, number];
     if (bf % numFrames !== 0) {
-      throw new Error(`temporal decoder: batch ${bf} is not a whole number of ${numFrames}-frame videos`);
+      throw new KinemaError(
+        'VAE_BAD_INPUT',
+        `temporal decoder: batch ${bf} is not a whole number of ${numFrames}-frame videos`,
+      );
     }
     const video = op.transpose(op.reshape(x, [bf / numFrames, numFrames, c, h, w]), [0, 2, 1, 3, 4]);
     const out = this.forward(video);

@@ -216,7 +216,8 @@ export async function* generateLongVideo(
     const { start, from, to } = chunkFrames(plan, k);
     const initial = mode.initialLatents(ctx);
     if (initial.length !== latentLength(shape))
-      throw new Error(
+      throw new KinemaError(
+        'PIPELINE_BAD_INPUT',
         `mode ${mode.name}: starting latents of ${initial.length} values, expected ${latentLength(shape)}`,
       );
     mode.guide?.(ctx, -1, initial);
@@ -256,7 +257,11 @@ export async function* generateLongVideo(
         break; // the chunk is final: the core decodes only its new frames
       }
     }
-    if (!final) throw new Error(`chunk ${k}: the denoising loop ended without a final step`);
+    if (!final)
+      throw new KinemaError(
+        'PIPELINE_BAD_INPUT',
+        `chunk ${k}: the denoising loop ended without a final step`,
+      );
     // The chunk as written: its overlap frames are those already on screen.
     const asWritten: Float32Array = previous
       ? concatFrames(

@@ -1,3 +1,4 @@
+import { KinemaError } from '../../errors.js';
 // Frame slices of one video's latents in the UNet's layout [1, C, F, h, w] (channel-major: element
 // ((c · F) + f) · hw + k). The chunked long-video core moves frames between chunks with these; they copy.
 
@@ -27,7 +28,8 @@ export function sliceFrames(src: Float32Array, s: LatentShape, from: number, cou
 export function setFrames(dst: Float32Array, s: LatentShape, at: number, frames: Float32Array): void {
   const hw = s.height * s.width;
   const count = frames.length / (s.channels * hw);
-  if (!Number.isInteger(count)) throw new Error(`setFrames: ${frames.length} values are not whole frames`);
+  if (!Number.isInteger(count))
+    throw new KinemaError('PIPELINE_BAD_INPUT', `setFrames: ${frames.length} values are not whole frames`);
   checkRange(s, at, count, 'setFrames');
   for (let c = 0; c < s.channels; c++)
     dst.set(frames.subarray(c * count * hw, (c + 1) * count * hw), (c * s.frames + at) * hw);
@@ -62,5 +64,8 @@ function checkRange(s: LatentShape, from: number, count: number, who: string): v
     count >= 0 &&
     from + count <= s.frames
   ))
-    throw new RangeError(`${who}: frames [${from}, ${from + count}) are outside 0..${s.frames}`);
+    throw new KinemaError(
+      'PIPELINE_BAD_INPUT',
+      `${who}: frames [${from}, ${from + count}) are outside 0..${s.frames}`,
+    );
 }

@@ -4,6 +4,7 @@
 // (`--text-probe`) trains the text encoder so that these are linearly decodable from its states.
 import { parsePrompt, type ParsedObject } from './captions.js';
 import { COLOURS, MOTIONS, SHAPES } from './world.js';
+import { KinemaError } from '../../errors.js';
 
 export interface AttributeGroup {
   readonly name: string;
@@ -54,7 +55,8 @@ export function captionAttributeTargets(caption: string): Float32Array {
     if (value === undefined) return;
     const g = CAPTION_ATTRIBUTE_GROUPS.find((x) => x.name === name)!;
     const i = g.classes.indexOf(value);
-    if (i < 0) throw new Error(`captionAttributeTargets: ${name} has no class '${value}'`);
+    if (i < 0)
+      throw new KinemaError('WORLD_BAD_SCENE', `captionAttributeTargets: ${name} has no class '${value}'`);
     row[g.offset + i] = 1;
   };
   objects.forEach((o, k) => {

@@ -19,6 +19,7 @@ import {
   type Size,
   type Speed,
 } from './world.js';
+import { KinemaError } from '../../errors.js';
 
 export interface ParsedObject {
   shape?: ShapeName;
@@ -430,7 +431,8 @@ class PromptParser {
 
 /** Reads a prompt into object attributes, background and camera pan; lists the words it does not know. */
 export function parsePrompt(text: string): ParsedPrompt {
-  if (typeof text !== 'string') throw new Error(`parsePrompt: prompt must be a string, got ${typeof text}`);
+  if (typeof text !== 'string')
+    throw new KinemaError('WORLD_BAD_SCENE', `parsePrompt: prompt must be a string, got ${typeof text}`);
   const p = new PromptParser();
   for (const w of text.toLowerCase().match(/[a-z]+|[,;.:]/g) ?? []) p.token(/[a-z]/.test(w) ? w : ',');
   const objects = p.drafts.map(finishObject).filter((o) => Object.keys(o).length > 0);

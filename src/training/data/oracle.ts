@@ -20,6 +20,7 @@ import {
 } from './oracle_shape.js';
 import { SHAPE_AREA, SIZE_PX, frameScale } from './render.js';
 import { COLOURS, type MotionName, type ShapeName } from './world.js';
+import { KinemaError } from '../../errors.js';
 
 export { COLOUR_TOLERANCE };
 
@@ -278,12 +279,16 @@ function combine(values: (boolean | null)[]): boolean | null {
 /** Scores RGB24 frames against a prompt; each field is null when the prompt does not say. */
 export function scoreVideo(frames: Uint8Array[], width: number, height: number, prompt: string): OracleScore {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 8 || height < 8) {
-    throw new Error(`scoreVideo: width and height must be integers ≥ 8, got ${width}×${height}`);
+    throw new KinemaError(
+      'ORACLE_BAD_INPUT',
+      `scoreVideo: width and height must be integers ≥ 8, got ${width}×${height}`,
+    );
   }
-  if (frames.length === 0) throw new Error('scoreVideo: no frames');
+  if (frames.length === 0) throw new KinemaError('ORACLE_BAD_INPUT', 'scoreVideo: no frames');
   frames.forEach((f, i) => {
     if (f.length !== width * height * 3) {
-      throw new Error(
+      throw new KinemaError(
+        'ORACLE_BAD_INPUT',
         `scoreVideo: frame ${i} has ${f.length} bytes, expected ${width * height * 3} (RGB24 ${width}×${height})`,
       );
     }

@@ -4,6 +4,7 @@
 
 import { renderVideo } from './render.js';
 import { COLOURS, COLOUR_RGB, SHAPES, type ColourName, type ObjectSpec, type ShapeName } from './world.js';
+import { KinemaError } from '../../errors.js';
 
 /** A pixel belongs to colour c when c is its nearest reference colour and lies within this RGB distance. */
 export const COLOUR_TOLERANCE = 70;
@@ -261,7 +262,8 @@ export function shapePrototypes(width: number, height: number): Prototypes {
       const blob = largestBlob(labelColours(f, width * height), width, height, label);
       if (blob) rows.push(shapeFeatures(blob, width));
     }
-    if (rows.length === 0) throw new Error(`oracle: no ${shape} found in calibration frames at ${key}`);
+    if (rows.length === 0)
+      throw new KinemaError('ORACLE_BAD_INPUT', `oracle: no ${shape} found in calibration frames at ${key}`);
     const mean = rows[0]!.map((_, j) => rows.reduce((s, r) => s + r[j]!, 0) / rows.length);
     for (const r of rows) r.forEach((v, j) => (squares[j] = (squares[j] ?? 0) + (v - mean[j]!) ** 2));
     count += rows.length;

@@ -14,6 +14,7 @@ import {
   type SceneSpec,
   type ShapeName,
 } from './world.js';
+import { KinemaError } from '../../errors.js';
 
 /** Object size across (reference pixels): the circle's diameter; the other shapes fit the same box. */
 export const SIZE_PX = { small: 14, large: 24 } as const;
@@ -303,7 +304,10 @@ function checkRenderOptions(opts: RenderOptions): void {
     ['frames', frames, 1, 4096],
   ] as const) {
     if (!Number.isInteger(v) || v < lo || v > hi) {
-      throw new Error(`renderVideo: ${name} must be an integer in [${lo}, ${hi}], got ${v}`);
+      throw new KinemaError(
+        'WORLD_BAD_SCENE',
+        `renderVideo: ${name} must be an integer in [${lo}, ${hi}], got ${v}`,
+      );
     }
   }
 }

@@ -12,6 +12,7 @@
 import { Generator } from '../../engine/random.js';
 import { objectTrack, renderVideo } from './render.js';
 import { captionOf, canonicalCaption, staticCaptionOf, vocabularyWords } from './captions.js';
+import { KinemaError } from '../../errors.js';
 
 export const SHAPES = ['circle', 'square', 'triangle', 'star', 'ring', 'cross'] as const;
 export type ShapeName = (typeof SHAPES)[number];
@@ -118,13 +119,19 @@ export function isHeldOut(scene: SceneSpec): boolean {
 
 function checkName<T extends string>(what: string, v: unknown, names: readonly T[]): void {
   if (!names.includes(v as T))
-    throw new Error(`invalid scene: ${what} must be one of ${names.join(', ')}, got ${String(v)}`);
+    throw new KinemaError(
+      'WORLD_BAD_SCENE',
+      `invalid scene: ${what} must be one of ${names.join(', ')}, got ${String(v)}`,
+    );
 }
 
 /** Throws a clear error when a scene is malformed (unknown names, bad positions, 0 or >2 objects). */
 export function validateScene(scene: SceneSpec): void {
   if (!Array.isArray(scene.objects) || scene.objects.length < 1 || scene.objects.length > 2) {
-    throw new Error(`invalid scene: needs 1 or 2 objects, got ${scene.objects?.length}`);
+    throw new KinemaError(
+      'WORLD_BAD_SCENE',
+      `invalid scene: needs 1 or 2 objects, got ${scene.objects?.length}`,
+    );
   }
   scene.objects.forEach((o, i) => {
     checkName(`objects[${i}].shape`, o.shape, SHAPES);
@@ -133,13 +140,20 @@ export function validateScene(scene: SceneSpec): void {
     checkName(`objects[${i}].motion`, o.motion, MOTIONS);
     checkName(`objects[${i}].speed`, o.speed, ['slow', 'fast']);
     const ok = Array.isArray(o.start) && o.start.length === 2 && o.start.every((v) => Number.isFinite(v));
-    if (!ok) throw new Error(`invalid scene: objects[${i}].start must be two finite numbers`);
+    if (!ok)
+      throw new KinemaError(
+        'WORLD_BAD_SCENE',
+        `invalid scene: objects[${i}].start must be two finite numbers`,
+      );
   });
   const bg = scene.background;
   checkName('background.kind', bg?.kind, ['solid', 'gradient', 'stripes', 'checker']);
   for (const c of backgroundColours(bg)) checkName('background colour', c, COLOURS);
   if ((bg.kind === 'stripes' || bg.kind === 'checker') && !(Number.isFinite(bg.period) && bg.period >= 2)) {
-    throw new Error(`invalid scene: background.period must be a number ≥ 2, got ${bg.period}`);
+    throw new KinemaError(
+      'WORLD_BAD_SCENE',
+      `invalid scene: background.period must be a number ≥ 2, got ${bg.period}`,
+    );
   }
   checkName('cameraPan', scene.cameraPan === null ? 'none' : scene.cameraPan, ['none', 'left', 'right']);
 }
@@ -300,7 +314,7 @@ function sampleAnyScene(rng: Generator, frames: number, centring: number): Scene
 /** Returns `k` if it is a valid trackCentring (a number in (0, 1]), else throws naming `where`. */
 export function checkTrackCentring(k: number, where: string): number {
   if (!(k > 0 && k <= 1))
-    throw new RangeError(`${where}: trackCentring must be a number in (0, 1], got ${k}`);
+    throw new KinemaError('WORLD_BAD_SCENE', `${where}: trackCentring must be a number in (0, 1], got ${k}`);
   return k;
 }
 
@@ -317,11 +331,14 @@ export function sampleScene(
 ): SceneSpec {
   const split = opts.split ?? 'train';
   if (split !== 'train' && split !== 'heldout' && split !== 'any') {
-    throw new Error(`sampleScene: split must be 'train', 'heldout' or 'any', got ${String(split)}`);
+    throw new KinemaError(
+      'WORLD_BAD_SCENE',
+      `sampleScene: split must be 'train', 'heldout' or 'any', got ${String(split)}`,
+    );
   }
   const frames = opts.frames ?? NOMINAL_FRAMES;
   if (!Number.isInteger(frames) || frames < 1) {
-    throw new Error(`sampleScene: frames must be a positive integer, got ${frames}`);
+    throw new KinemaError('WORLD_BAD_SCENE', `sampleScene: frames must be a positive integer, got ${frames}`);
   }
   const centring = checkTrackCentring(opts.trackCentring ?? 1, 'sampleScene');
   for (;;) {
@@ -346,7 +363,10 @@ export function sampleSeed(seed: number, index: number): bigint {
     ['index', index],
   ] as const) {
     if (!Number.isSafeInteger(v) || v < 0) {
-      throw new RangeError(`worldSample: ${name} must be a non-negative safe integer, got ${v}`);
+      throw new KinemaError(
+        'WORLD_BAD_SCENE',
+        `worldSample: ${name} must be a non-negative safe integer, got ${v}`,
+      );
     }
   }
   return splitMix64(splitMix64(BigInt(seed)) ^ BigInt(index));
@@ -361,7 +381,10 @@ export function worldSample(
   const rng = new Generator(sampleSeed(seed, index));
   const split = opts.split ?? 'train';
   if (split !== 'train' && split !== 'heldout') {
-    throw new Error(`worldSample: split must be 'train' or 'heldout', got ${String(split)}`);
+    throw new KinemaError(
+      'WORLD_BAD_SCENE',
+      `worldSample: split must be 'train' or 'heldout', got ${String(split)}`,
+    );
   }
   const imageMode = opts.imageMode === true;
   const frames = imageMode ? 1 : opts.frames;
@@ -380,12 +403,16 @@ export function worldSample(
 export function toFloatCHW(frames: Uint8Array[], width: number, height: number): Float32Array {
   const plane = width * height;
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new Error(`toFloatCHW: width and height must be positive integers, got ${width}×${height}`);
+    throw new KinemaError(
+      'WORLD_BAD_SCENE',
+      `toFloatCHW: width and height must be positive integers, got ${width}×${height}`,
+    );
   }
   const out = new Float32Array(frames.length * 3 * plane);
   frames.forEach((f, i) => {
     if (f.length !== plane * 3) {
-      throw new Error(
+      throw new KinemaError(
+        'WORLD_BAD_SCENE',
         `toFloatCHW: frame ${i} has ${f.length} bytes, expected ${plane * 3} for ${width}×${height}`,
       );
     }

@@ -7,6 +7,7 @@ import { Generator } from '../../engine/random.js';
 import type { StateDict } from '../../nn/module.js';
 import type { ClipModelRoot } from '../../models/clip/clip_model.js';
 import type { ClipEncoderConfig } from '../../models/clip/config.js';
+import { KinemaError } from '../../errors.js';
 
 const INITIALIZER_RANGE = 0.02;
 
@@ -25,7 +26,7 @@ function initStd(name: string, tower: ClipEncoderConfig): number | null {
     [/(layer_norm\d|layrnorm|layernorm|final_layer_norm)\.(weight|bias)$/, null],
   ];
   for (const [pattern, std] of rules) if (pattern.test(name)) return std;
-  throw new Error(`CLIP init: no initialization rule for parameter '${name}'`);
+  throw new KinemaError('TRAIN_BAD_SETTINGS', `CLIP init: no initialization rule for parameter '${name}'`);
 }
 
 /** Fresh CLIPModel parameters (seeded), initialized like transformers. */

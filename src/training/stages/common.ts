@@ -14,6 +14,7 @@ import { loadCheckpoint } from '../checkpoint.js';
 import { cosineWithWarmup } from '../lr_schedule.js';
 import { writeLossCurvePng } from '../loss_plot.js';
 import { writeJsonAtomic } from '../export.js';
+import { KinemaError } from '../../errors.js';
 
 /** What the unet stage's UNet can learn to predict (`--prediction-type`). */
 export const TRAIN_PREDICTIONS = ['epsilon', 'v_prediction'] as const;
@@ -194,13 +195,16 @@ export class LossHistory {
     try {
       raw = JSON.parse(readFileSync(path, 'utf8'));
     } catch (e) {
-      throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+      throw new KinemaError('TRAIN_BAD_SETTINGS', `${path}: not valid JSON (${(e as Error).message})`);
     }
     const { losses, seconds } = (raw ?? {}) as { losses?: unknown; seconds?: unknown };
     const numbers = (v: unknown): v is number[] =>
       Array.isArray(v) && v.every((x) => typeof x === 'number' || x === null);
     if (!numbers(losses) || !numbers(seconds) || losses.length !== seconds.length) {
-      throw new Error(`${path}: expected {"losses": [...], "seconds": [...]} of equal length`);
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
+        `${path}: expected {"losses": [...], "seconds": [...]} of equal length`,
+      );
     }
     const fix = (xs: (number | null)[]): number[] => xs.map((x) => (x === null ? Number.NaN : x));
     return new LossHistory(path, fix(losses), fix(seconds));
@@ -287,7 +291,8 @@ export function checkResumable(out: string, setup: Record<string, unknown>): voi
   }
   for (const [key, value] of Object.entries(setup)) {
     if (JSON.stringify(saved[key]) !== JSON.stringify(value)) {
-      throw new Error(
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
         `${out} holds a run with a different ${key} (checkpoint: ${JSON.stringify(saved[key])}, now: ` +
           `${JSON.stringify(value)}); use another --out folder or delete ${join(out, 'checkpoints')}`,
       );
@@ -318,10 +323,11 @@ export function withoutSwitchableKeys(value: unknown): unknown {
  */
 function initialWeights(opts: StageOptions, run: TrainingRun): StateDict {
   const path = opts.init!;
-  if (!existsSync(path)) throw new Error(`--init: ${path} does not exist`);
+  if (!existsSync(path)) throw new KinemaError('TRAIN_BAD_INIT', `--init: ${path} does not exist`);
   if (statSync(path).isDirectory()) {
     if (!run.initFromFolder)
-      throw new Error(
+      throw new KinemaError(
+        'TRAIN_BAD_INIT',
         `--init: ${path} is a folder; the ${run.label} stage starts from a checkpoint file ` +
           '(<run>/checkpoints/ckpt-N.safetensors)',
       );
@@ -336,7 +342,8 @@ function initialWeights(opts: StageOptions, run: TrainingRun): StateDict {
     if (
       JSON.stringify(withoutSwitchableKeys(ckpt.extra?.[key])) !== JSON.stringify(withoutSwitchableKeys(want))
     )
-      throw new Error(
+      throw new KinemaError(
+        'TRAIN_BAD_INIT',
         `--init: ${path} was made with a different ${key} (${JSON.stringify(ckpt.extra?.[key])}, ` +
           `this run: ${JSON.stringify(want)})`,
       );

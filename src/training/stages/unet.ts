@@ -42,6 +42,7 @@ import {
   exportUnetPipeline,
   initFromPipelineFolder,
 } from './unet_export.js';
+import { KinemaError } from '../../errors.js';
 export * from './unet_settings.js';
 export * from './unet_text.js';
 export * from './unet_export.js';
@@ -107,7 +108,10 @@ export class UnetTrainingData {
   ) {
     const f = vae.scaleFactor;
     if (r.width % f !== 0 || r.height % f !== 0)
-      throw new Error(`unet stage: ${r.width}×${r.height} is not divisible by the VAE factor ${f}`);
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
+        `unet stage: ${r.width}×${r.height} is not divisible by the VAE factor ${f}`,
+      );
     const z = vae.config.latentChannels;
     this.latentShape = [r.batchSize, z, r.frames, r.height / f, r.width / f];
     this.imageShape = [r.images, z, 1, r.height / f, r.width / f];
@@ -124,7 +128,8 @@ export class UnetTrainingData {
   static async load(dir: string, source: ClipSource, r: Resolved, threads = 0): Promise<UnetTrainingData> {
     for (const c of ['tokenizer', 'text_encoder', 'vae']) {
       if (!existsSync(join(dir, c)))
-        throw new Error(
+        throw new KinemaError(
+          'TRAIN_BAD_SETTINGS',
           `unet stage: ${dir} has no ${c}/ folder (train and export the CLIP and VAE stages first)`,
         );
     }
@@ -301,10 +306,16 @@ export class UnetTrainingData {
 
 function checkClip(clip: TrainingClip, frames: number, width: number, height: number): void {
   if (clip.frames.length !== frames)
-    throw new Error(`unet stage: the data source gave ${clip.frames.length} frames, expected ${frames}`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: the data source gave ${clip.frames.length} frames, expected ${frames}`,
+    );
   for (const fr of clip.frames) {
     if (fr.length !== width * height * 3)
-      throw new Error(`unet stage: a frame has ${fr.length} bytes, expected ${width}×${height}×3`);
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
+        `unet stage: a frame has ${fr.length} bytes, expected ${width}×${height}×3`,
+      );
   }
 }
 
@@ -315,10 +326,12 @@ export function buildUnet(
 ): UNet3DConditionModel {
   const unet = UNet3DConditionModel.fromConfig({ ...config });
   if (unet.config.crossAttentionDim !== textHidden)
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
       `unet stage: cross_attention_dim ${unet.config.crossAttentionDim} differs from the text encoder's hidden size ${textHidden}`,
     );
-  if (!unet.config.fpsCond) throw new Error('unet stage: the UNet config must set fps_cond: true');
+  if (!unet.config.fpsCond)
+    throw new KinemaError('TRAIN_BAD_SETTINGS', 'unet stage: the UNet config must set fps_cond: true');
   return unet;
 }
 
@@ -333,7 +346,8 @@ export function unetConfigFor(
   overrides: Readonly<Record<string, unknown>> = {},
 ): Record<string, unknown> {
   const [, channels, , h, w] = latentShape;
-  if (h !== w) throw new Error(`unet stage: latent frames must be square, got ${h}×${w}`);
+  if (h !== w)
+    throw new KinemaError('TRAIN_BAD_SETTINGS', `unet stage: latent frames must be square, got ${h}×${w}`);
   const out: Record<string, unknown> = { ...config, ...overrides };
   for (const [key, want] of [
     ['in_channels', channels],
@@ -341,7 +355,8 @@ export function unetConfigFor(
     ['sample_size', h],
   ] as const) {
     if (key in overrides && overrides[key] !== want)
-      throw new Error(
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
         `unet stage: the config sets ${key} ${JSON.stringify(overrides[key])}, but the components' VAE gives ` +
           `${want} (latents ${channels}×${h}×${w}); leave ${key} out to follow the VAE`,
       );
@@ -378,7 +393,8 @@ export function unetGradStep(
   const probe = model instanceof UnetWithTextEncoder ? model.probe : null;
   const probeWeight = data.probe?.weight ?? 0;
   if ((probe !== null) !== probeWeight > 0)
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
       'unet stage: the model has a text probe exactly when the training data has probe captions',
     );
   const motion = data.motionWeight !== undefined && data.latentShape[2]! > 1;
@@ -522,7 +538,8 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   // projections are zero, so the run starts from the checkpoint's function).
   const textAttention = config['temporal_text_attention'] === true;
   if (r.temporalTextLrScale !== undefined && !textAttention)
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
       'unet stage: temporalTextLrScale needs the temporal text attention (temporalTextAttention or config ' +
         'temporal_text_attention)',
     );

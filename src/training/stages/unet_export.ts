@@ -15,6 +15,7 @@ import { withoutSwitchableKeys } from './common.js';
 import type { TrainPrediction } from './common.js';
 import { DEFAULT_MODEL_INDEX, DEFAULT_SCHEDULER_CONFIG, noiseShiftedBetas } from './unet_settings.js';
 import { TEXT_ENCODER_PREFIX, splitJointWeights } from './unet_text.js';
+import { KinemaError } from '../../errors.js';
 
 /** The frozen components the UNet is trained against. */
 const CONDITIONING_COMPONENTS = ['tokenizer', 'text_encoder', 'vae'] as const;
@@ -42,7 +43,8 @@ export function componentFingerprints(pipelineDir: string): Record<string, strin
   for (const c of CONDITIONING_COMPONENTS) {
     const dir = join(pipelineDir, c);
     if (!existsSync(dir))
-      throw new Error(
+      throw new KinemaError(
+        'TRAIN_EXPORT_FAILED',
         `unet stage: ${pipelineDir} has no ${c}/ folder (train and export the CLIP and VAE stages first)`,
       );
     const hash = createHash('sha256');
@@ -77,7 +79,8 @@ export function initFromPipelineFolder(
 ): StateDict {
   const unetDir = join(dir, 'unet');
   if (!existsSync(join(unetDir, 'config.json')))
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_EXPORT_FAILED',
       `--init: ${dir} has no unet/config.json (give a pipeline folder such as models/default, or a checkpoint file)`,
     );
   const theirs = readConfig(unetDir);
@@ -86,17 +89,20 @@ export function initFromPipelineFolder(
     return canonicalJson(withoutSwitchableKeys(rest));
   };
   if (comparable(theirs) !== comparable(config))
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_EXPORT_FAILED',
       `--init: ${unetDir}/config.json differs from this run's UNet config (${canonicalJson(theirs)}, this run: ` +
         `${canonicalJson(config)})`,
     );
   if (theirs['temporal_text_attention'] === true && config['temporal_text_attention'] !== true)
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_EXPORT_FAILED',
       `--init: ${dir}'s UNet has the temporal text attention; pass --temporal-text-attention to keep it`,
     );
   const differ = changedComponents(componentFingerprints(dir), trainedWith, trainsText);
   if (differ.length > 0)
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_EXPORT_FAILED',
       `--init: ${dir}'s ${differ.join(', ')} differ from the one(s) this run trains against; ` +
         'the UNet only fits the components it was trained with',
     );
@@ -125,7 +131,8 @@ export function checkSameComponents(pipelineDir: string, trainedWith: unknown, t
   const saved = (trainedWith ?? {}) as Record<string, unknown>;
   const changed = changedComponents(now, saved, trainsText);
   if (changed.length > 0)
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_EXPORT_FAILED',
       `unet export: ${pipelineDir}'s ${changed.join(', ')} differ from the one(s) the UNet was trained with ` +
         `(fingerprints now ${JSON.stringify(now)}, at training ${JSON.stringify(saved)}); retrain the UNet ` +
         'against the current components or restore them',
@@ -182,7 +189,11 @@ export function exportUnetPipeline(
 /** Exports the EMA weights of a run's latest checkpoint (`out/checkpoints`) into `pipelineDir`; returns its step. */
 export function exportUnetCheckpoint(out: string, pipelineDir: string): number {
   const ckpt = loadLatestCheckpoint(join(out, 'checkpoints'));
-  if (!ckpt) throw new Error(`unet export: no checkpoint in ${join(out, 'checkpoints')} (train first)`);
+  if (!ckpt)
+    throw new KinemaError(
+      'TRAIN_NO_CHECKPOINT',
+      `unet export: no checkpoint in ${join(out, 'checkpoints')} (train first)`,
+    );
   const config = ckpt.extra?.['unet_config'];
   if (
     ckpt.extra?.['stage'] !== 'unet' ||
@@ -190,7 +201,7 @@ export function exportUnetCheckpoint(out: string, pipelineDir: string): number {
     config === null ||
     Array.isArray(config)
   )
-    throw new Error(`unet export: ${ckpt.path} is not a UNet stage checkpoint`);
+    throw new KinemaError('TRAIN_EXPORT_FAILED', `unet export: ${ckpt.path} is not a UNet stage checkpoint`);
   const data = ckpt.extra['data'] as
     | {
         predictionType?: TrainPrediction;

@@ -8,6 +8,7 @@ import { checkFrameNoiseShared } from '../../schedulers/frame_noise.js';
 import { TRAIN_PREDICTIONS } from './common.js';
 import type { TrainPrediction } from './common.js';
 import { checkTrackCentring } from '../data/world.js';
+import { KinemaError } from '../../errors.js';
 
 /** The shipped default model folder (repo/models/default). */
 export const DEFAULT_MODEL_DIR = resolvePath(
@@ -285,25 +286,47 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     ...(o.noiseShift !== undefined && o.noiseShift !== 1 && { noiseShift: o.noiseShift }),
   };
   if (r.noiseShift !== undefined && !(r.noiseShift >= 1 && Number.isFinite(r.noiseShift)))
-    throw new RangeError(`unet stage: noiseShift must be a number ≥ 1, got ${r.noiseShift}`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: noiseShift must be a number ≥ 1, got ${r.noiseShift}`,
+    );
   if (r.terminalShare !== undefined && !(r.terminalShare > 0 && r.terminalShare < 1))
-    throw new RangeError(`unet stage: terminalShare must be in [0, 1), got ${r.terminalShare}`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: terminalShare must be in [0, 1), got ${r.terminalShare}`,
+    );
   if (r.timestepShift !== undefined && !(r.timestepShift > 0 && Number.isFinite(r.timestepShift)))
-    throw new RangeError(`unet stage: timestepShift must be a positive number, got ${r.timestepShift}`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: timestepShift must be a positive number, got ${r.timestepShift}`,
+    );
   if (r.trackCentring !== undefined) checkTrackCentring(r.trackCentring, 'unet stage');
   if (r.motionWeight !== undefined) {
     if (!(r.motionWeight > 0 && Number.isFinite(r.motionWeight)))
-      throw new RangeError(`unet stage: motionWeight must be a non-negative number, got ${r.motionWeight}`);
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
+        `unet stage: motionWeight must be a non-negative number, got ${r.motionWeight}`,
+      );
     if (r.predictionType !== 'v_prediction')
-      throw new Error('unet stage: motionWeight needs v_prediction (its weight is set on the x₀ error)');
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
+        'unet stage: motionWeight needs v_prediction (its weight is set on the x₀ error)',
+      );
   }
   if (r.zeroTerminalSnr && r.predictionType === 'epsilon')
-    throw new Error('unet stage: zeroTerminalSnr needs v_prediction (ε is undefined at zero SNR)');
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      'unet stage: zeroTerminalSnr needs v_prediction (ε is undefined at zero SNR)',
+    );
   if (r.textLrScale !== undefined) {
     if (!(r.textLrScale > 0 && Number.isFinite(r.textLrScale)))
-      throw new RangeError(`unet stage: textLrScale must be a positive number, got ${r.textLrScale}`);
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
+        `unet stage: textLrScale must be a positive number, got ${r.textLrScale}`,
+      );
     if (!r.trainTextEncoder)
-      throw new Error(
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
         'unet stage: textLrScale needs the text encoder trained with the UNet (trainTextEncoder)',
       );
   }
@@ -311,35 +334,51 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     r.temporalTextLrScale !== undefined &&
     !(r.temporalTextLrScale > 0 && Number.isFinite(r.temporalTextLrScale))
   )
-    throw new RangeError(
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
       `unet stage: temporalTextLrScale must be a positive number, got ${r.temporalTextLrScale}`,
     );
   if (r.textProbe) {
     if (!(r.textProbe.weight > 0 && Number.isFinite(r.textProbe.weight)))
-      throw new RangeError(`unet stage: textProbe must be a positive weight, got ${r.textProbe.weight}`);
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
+        `unet stage: textProbe must be a positive weight, got ${r.textProbe.weight}`,
+      );
     if (!r.trainTextEncoder)
-      throw new Error(
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
         'unet stage: a text probe needs the text encoder trained with the UNet (trainTextEncoder)',
       );
     if (!Number.isInteger(r.textProbe.captions) || r.textProbe.captions < 1)
-      throw new RangeError(
+      throw new KinemaError(
+        'TRAIN_BAD_SETTINGS',
         `unet stage: probeCaptions must be a positive integer, got ${r.textProbe.captions}`,
       );
   }
   if (!TRAIN_PREDICTIONS.includes(r.predictionType))
-    throw new RangeError(
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
       `unet stage: predictionType must be 'epsilon' or 'v_prediction', got ${String(r.predictionType)}`,
     );
   for (const k of ['batchSize', 'frames', 'width', 'height', 'fps'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1)
-      throw new RangeError(`unet stage: ${k} must be a positive integer, got ${r[k]}`);
+      throw new KinemaError('TRAIN_BAD_SETTINGS', `unet stage: ${k} must be a positive integer, got ${r[k]}`);
   }
   if (!Number.isInteger(r.images) || r.images < 0)
-    throw new RangeError(`unet stage: images must be a non-negative integer, got ${r.images}`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: images must be a non-negative integer, got ${r.images}`,
+    );
   if (!(r.captionDropout >= 0 && r.captionDropout <= 1))
-    throw new RangeError(`unet stage: captionDropout must be in [0, 1], got ${r.captionDropout}`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: captionDropout must be in [0, 1], got ${r.captionDropout}`,
+    );
   if (!Number.isSafeInteger(r.seed) || r.seed < 0 || r.seed >= 2 ** 31)
-    throw new RangeError(`unet stage: seed must be an integer in [0, 2^31), got ${r.seed}`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: seed must be an integer in [0, 2^31), got ${r.seed}`,
+    );
   return r;
 }
 

@@ -15,6 +15,7 @@ import { GradStep } from '../trainer.js';
 import { exportComponent } from '../export.js';
 import { indexedGenerator, logLine, runTraining, writeRunReport } from './common.js';
 import type { StageDefinition, StageOptions, StageResult, TrainingOutcome } from './common.js';
+import { KinemaError } from '../../errors.js';
 
 /** diffusers AutoencoderKL config of the default VAE (scaling_factor is replaced by the measured value). */
 export const DEFAULT_VAE_CONFIG: Readonly<Record<string, unknown>> = {
@@ -75,7 +76,8 @@ function resolve(
   const config = { ...(s.config ?? DEFAULT_VAE_CONFIG), ...overrides };
   const size = config['sample_size'];
   if (typeof size !== 'number' || !Number.isInteger(size) || size < 1) {
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
       `vae stage: the config's sample_size must be one integer (the frame size), got ${String(size)}`,
     );
   }
@@ -202,7 +204,10 @@ export interface VaeEvaluation {
 /** Mean squared error of two images in [-1, 1], compared in [0, 1] with the reconstruction clamped. */
 export function imageMse(reference: Float32Array, reconstruction: Float32Array): number {
   if (reference.length !== reconstruction.length || reference.length === 0) {
-    throw new Error(`imageMse: sizes differ or are empty (${reference.length} vs ${reconstruction.length})`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `imageMse: sizes differ or are empty (${reference.length} vs ${reconstruction.length})`,
+    );
   }
   let se = 0;
   for (let i = 0; i < reference.length; i++) {
@@ -317,7 +322,8 @@ async function runVaeStage(s: VaeStageSettings, opts: StageOptions): Promise<Sta
   const r = resolve(s, opts.steps, opts.configOverrides);
   const vae = AutoencoderKL.fromConfig(r.config, opts.threads === undefined ? {} : { threads: opts.threads });
   if (r.size % vae.scaleFactor !== 0) {
-    throw new Error(
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
       `vae stage: sample_size ${r.size} is not divisible by the scale factor ${vae.scaleFactor}`,
     );
   }

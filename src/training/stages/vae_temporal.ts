@@ -22,6 +22,7 @@ import { GradStep } from '../trainer.js';
 import { indexedGenerator, logLine, runTraining, writeRunReport } from './common.js';
 import type { StageDefinition, StageOptions, StageResult } from './common.js';
 import { exportVae, imageMse, psnrFromMse } from './vae.js';
+import { KinemaError } from '../../errors.js';
 
 export interface VaeTemporalSettings {
   /** Frames per training clip (default 8). */
@@ -58,7 +59,10 @@ export function temporalVaeFromBase(base: string, seed = 0) {
   const dir = join(base, 'vae');
   const baseConfig = readConfig(dir);
   if (baseConfig['temporal_decoder'] === true)
-    throw new Error(`--base ${base}: its VAE already has a temporal decoder; give the image VAE's folder`);
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `--base ${base}: its VAE already has a temporal decoder; give the image VAE's folder`,
+    );
   const config = { ...baseConfig, temporal_decoder: true };
   const plain = AutoencoderKL.fromConfig(baseConfig);
   const weights = loadStateDict(dir).stateDict;
@@ -230,7 +234,10 @@ export const vaeTemporalStage = createVaeTemporalStage();
 
 async function runVaeTemporal(s: VaeTemporalSettings, opts: StageOptions): Promise<StageResult> {
   if (!opts.base)
-    throw new Error('vae-temporal: give the pipeline whose VAE gets the temporal decoder: --base <dir>');
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      'vae-temporal: give the pipeline whose VAE gets the temporal decoder: --base <dir>',
+    );
   const frames = s.frames ?? 8;
   const jitter = s.jitter ?? 0.15;
   const weight = s.temporalWeight ?? 1;

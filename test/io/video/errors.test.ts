@@ -22,7 +22,8 @@ const opts = { width: 32, height: 32, fps: 10 };
 async function rejectsWith(p: Promise<unknown>, code: VideoErrorCode): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
     assert.ok(err instanceof VideoError, `expected VideoError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
+    assert.equal(err.reason, code, err.message);
+    assert.equal(err.code, `VIDEO_${code}`, err.message);
     return true;
   });
 }
@@ -73,7 +74,7 @@ test('UNSUPPORTED: unknown container or extension', async () => {
   await rejectsWith(readFully(p), 'UNSUPPORTED');
   assert.throws(
     () => formatFromPath('clip.avi'),
-    (e: unknown) => e instanceof VideoError && e.code === 'UNSUPPORTED',
+    (e: unknown) => e instanceof VideoError && e.code === 'VIDEO_UNSUPPORTED',
   );
   assert.equal(formatFromPath('out/frames'), 'png');
   assert.equal(formatFromPath('a.MP4'), 'mp4');
