@@ -278,7 +278,9 @@ test('writer rejects inconsistent tensors and leaves no file behind', () => {
     assert.throws(
       () => writeSafetensors(path, { x: { dtype: 'F32', shape: [3], data: new Float32Array(2) } }),
       (e: unknown) =>
-        e instanceof SafetensorsError && e.code === 'SAFETENSORS_SHAPE_SIZE_MISMATCH' && e.message.includes('"x"'),
+        e instanceof SafetensorsError &&
+        e.code === 'SAFETENSORS_SHAPE_SIZE_MISMATCH' &&
+        e.message.includes('"x"'),
     );
     assert.throws(
       () => serializeSafetensors({ __metadata__: { dtype: 'U8', shape: [0], data: new Uint8Array(0) } }),
