@@ -17,6 +17,8 @@ import { addLongVideoOptions, longVideoRequest } from './long_video_options.js';
 import type { LongVideoFlags } from './long_video_options.js';
 import { writeLongVideo } from './long_video.js';
 import { KinemaError } from '../errors.js';
+import { planGenerate } from './generate_checks.js';
+import { generateHelpText } from './generate_help.js';
 
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
 
@@ -48,6 +50,7 @@ interface GenerateFlags extends LongVideoFlags {
   latents?: string;
   variant?: 'fp16' | 'bf16';
   device?: ExecutionProvider;
+  maxMemory?: string;
 }
 
 /** Reads `--latents file.safetensors`: a tensor named `latents` of shape [1, C, frames, h, w]. */
@@ -72,17 +75,9 @@ export function readLatentsFile(path: string) {
 }
 
 export async function runGenerate(prompt: string, flags: GenerateFlags): Promise<string> {
-  if (!prompt.trim()) throw new KinemaError('GENERATE_EMPTY_PROMPT', 'the prompt is empty');
-  const long = longVideoRequest(flags, flags.frames, flags.steps); // checked before any work
-  const modelDir = resolve(flags.model ?? DEFAULT_MODEL_DIR);
-  if (!existsSync(join(modelDir, 'model_index.json'))) {
-    throw new KinemaError(
-      'MODEL_NOT_FOUND',
-      flags.model
-        ? `${modelDir} is not a diffusers model folder (no model_index.json)`
-        : `no default model at ${modelDir}; pass --model <dir>`,
-    );
-  }
+  // Every check that needs no weights runs first (generate_checks.ts), so bad input fails in milliseconds.
+  const plan = planGenerate(prompt, flags, DEFAULT_MODEL_DIR);
+  const { modelDir, format, long } = plan;
   const isDefault = modelDir === DEFAULT_MODEL_DIR;
   if (isDefault) {
     const unseen = unseenWords(prompt);
@@ -94,20 +89,17 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
           `${unseen.length === 1 ? 'it' : 'them'} to be ignored.\n`,
       );
   }
-  const format = flags.format ?? formatFromPath(flags.output);
   const pipe = await TextToVideoPipeline.fromPretrained(modelDir, {
     ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
     ...(flags.variant ? { variant: flags.variant } : {}),
     ...(flags.device ? { ep: flags.device } : {}),
   });
-  const sample = pipe.components.unet.config.sampleSize;
-  const size = (v: number | undefined): number => v ?? (sample ?? 32) * pipe.components.vae.scaleFactor;
   const opts: TextToVideoOptions = {
     prompt,
     negativePrompt: flags.negative,
     numFrames: flags.frames,
-    height: flags.height ?? (isDefault ? DEFAULT_MODEL_SETTINGS.height : size(undefined)),
-    width: flags.width ?? (isDefault ? DEFAULT_MODEL_SETTINGS.width : size(undefined)),
+    height: plan.height,
+    width: plan.width,
     numInferenceSteps: flags.steps,
     guidanceScale: flags.guidance,
     guidanceRescale: flags.guidanceRescale,
@@ -154,12 +146,12 @@ export function generateCommand(): Command {
     .option('--frames <n>', 'number of frames', intOption('--frames', 1), DEFAULT_MODEL_SETTINGS.frames)
     .option(
       '--height <px>',
-      'height in pixels, divisible by the VAE factor (default: 64 for the default model, else from the UNet config)',
+      'height in pixels, a multiple of the VAE factor: 8 for the default model (default: 64 there, else from the UNet config)',
       intOption('--height', 8),
     )
     .option(
       '--width <px>',
-      'width in pixels, divisible by the VAE factor (default: 64 for the default model, else from the UNet config)',
+      'width in pixels, a multiple of the VAE factor: 8 for the default model (default: 64 there, else from the UNet config)',
       intOption('--width', 8),
     )
     .option('--steps <n>', 'denoising steps', intOption('--steps', 1), DEFAULT_MODEL_SETTINGS.steps)
@@ -177,15 +169,17 @@ export function generateCommand(): Command {
       intOption('--fps', 1),
       DEFAULT_MODEL_SETTINGS.fps,
     )
-    .addOption(new Option('--scheduler <name>', 'sampler').choices(['ddim', 'ddpm', 'dpm']))
     .addOption(
-      new Option('--format <fmt>', 'output format (default: from the file extension)').choices([
-        'mp4',
-        'webm',
-        'gif',
-        'webp',
-        'png',
-      ]),
+      new Option(
+        '--scheduler <name>',
+        "sampler (default: the model's scheduler_config.json; DDIM for the default model)",
+      ).choices(['ddim', 'ddpm', 'dpm']),
+    )
+    .addOption(
+      new Option(
+        '--format <fmt>',
+        'output format; must agree with the -o extension (default: from the extension; png = a folder)',
+      ).choices(['mp4', 'webm', 'gif', 'webp', 'png']),
     )
     .option(
       '--latents <file>',
@@ -198,6 +192,11 @@ export function generateCommand(): Command {
         "ONNX Runtime execution provider: cpu (default), webgpu (bundled; needs a Vulkan driver on Linux), cuda (needs onnxruntime-node's CUDA EP installed)",
       ).choices(['cpu', 'webgpu', 'cuda']),
     )
+    .option(
+      '--max-memory <size>',
+      'refuse a run whose estimated peak memory exceeds this (e.g. 8G, 512M; default: 80 % of available memory)',
+    )
+    .addHelpText('after', generateHelpText())
     .action(async (prompt: string, flags: GenerateFlags) => {
       const out = await runGenerate(prompt, flags);
       process.stderr.write(`wrote ${out}\n`);

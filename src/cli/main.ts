@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Kinema command line: each subcommand lives in its own file and is registered here.
 import { Command } from 'commander';
-import { isKinemaError } from '../errors.js';
+import { cliErrorLine, fromCommanderError, throwInsteadOfExit } from './cli_errors.js';
 import { evalCommand, registerClipLoader } from './eval.js';
 import { loadClipEmbedder } from '../models/clip/embedder.js';
 import { generateCommand } from './generate.js';
@@ -9,19 +9,6 @@ import { trainCommand } from './train.js';
 import { convertCommand } from './convert.js';
 import { serveCommand } from './serve.js';
 import { workerCommand } from './worker.js';
-
-/**
- * The one line the CLI prints for a failed command: the message and, for a KinemaError, its code
- * (looked up in docs/errors.md). Anything else escaped a check and is a bug: say so, with the stack
- * available under KINEMA_DEBUG=1.
- */
-const INTERNAL_ERROR = 'INTERNAL_ERROR';
-
-export function cliErrorLine(err: unknown): string {
-  if (isKinemaError(err)) return `kinema: ${err.message} [${err.code}]`;
-  const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  return `kinema: internal error (a bug; please report it, with KINEMA_DEBUG=1 for the stack): ${msg} [${INTERNAL_ERROR}]`;
-}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -41,9 +28,11 @@ export function buildProgram(): Command {
 
 const isMain = process.argv[1] !== undefined && /cli[\\/]main\.(ts|js)$/.test(process.argv[1]);
 if (isMain) {
-  buildProgram()
+  throwInsteadOfExit(buildProgram())
     .parseAsync(process.argv)
-    .catch((err: unknown) => {
+    .catch((caught: unknown) => {
+      const err = fromCommanderError(caught);
+      if (err === null) process.exit(0); // --help, --version
       console.error(cliErrorLine(err));
       if (process.env['KINEMA_DEBUG'] && err instanceof Error) console.error(err.stack);
       process.exit(1);

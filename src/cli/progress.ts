@@ -1,6 +1,6 @@
 // Progress reporting on stderr for long CLI work. On a TTY: one line redrawn in place (bar, count, rate, ETA),
 // at most ~10 times a second. Elsewhere (pipes, CI logs): an occasional plain line (every 10 s by default) and
-// a final summary line, so logs stay short.
+// a final summary line, so logs stay short. A TTY of 0 columns gets a plain line per step.
 
 export interface ProgressStream {
   write(chunk: string): boolean;
@@ -54,13 +54,16 @@ export class Progress {
 
   constructor(private readonly opts: ProgressOptions) {
     this.stream = opts.stream ?? process.stderr;
-    this.tty = opts.tty ?? this.stream.isTTY === true;
+    // A terminal that reports 0 columns (some CI runners, `script`, pipes through a pty) cannot be redrawn
+    // in place without cutting the line: print a plain line per step there instead.
+    const zeroColumns = this.stream.columns === 0;
+    this.tty = (opts.tty ?? this.stream.isTTY === true) && !zeroColumns;
     this.now = opts.now ?? (() => performance.now());
     this.start = this.now();
     this.lastDraw = this.tty ? -Infinity : this.start;
     this.total = opts.total ?? null;
     this.unit = opts.unit ?? 'items';
-    this.plainInterval = opts.plainIntervalMs ?? 10_000;
+    this.plainInterval = opts.plainIntervalMs ?? (zeroColumns ? 0 : 10_000);
   }
 
   get done(): number {

@@ -93,7 +93,7 @@ export function readBaseConfig(
 ): BaseSchedulerConfig {
   r.rejectUnless('thresholding', (v) => v === false || v === null, 'dynamic thresholding is not implemented');
   return {
-    numTrainTimesteps: positiveInteger(r, 'num_train_timesteps', 1000),
+    numTrainTimesteps: boundedTrainTimesteps(r),
     betaStart: r.number('beta_start', 0.0001),
     betaEnd: r.number('beta_end', 0.02),
     betaSchedule: r.choice('beta_schedule', defaults.betaSchedules, 'linear'),
@@ -103,6 +103,22 @@ export function readBaseConfig(
     stepsOffset: r.integer('steps_offset', 0),
     rescaleBetasZeroSnr: r.boolean('rescale_betas_zero_snr', false),
   };
+}
+
+/**
+ * Every schedule is a table per training timestep, so the count is bounded: published models use 1000
+ * (a few use 4000); a corrupt 30 000 000 would mean seconds of work and hundreds of MiB before any step.
+ */
+const MAX_TRAIN_TIMESTEPS = 100_000;
+
+function boundedTrainTimesteps(r: ConfigReader): number {
+  const v = positiveInteger(r, 'num_train_timesteps', 1000);
+  if (v > MAX_TRAIN_TIMESTEPS)
+    throw new KinemaError(
+      'SCHEDULER_CONFIG',
+      `${r.who} config: "num_train_timesteps" is ${v}, more than ${MAX_TRAIN_TIMESTEPS} (published models use 1000)`,
+    );
+  return v;
 }
 
 function positiveInteger(r: ConfigReader, key: string, fallback: number): number {

@@ -58,3 +58,21 @@ test('plain mode prints an occasional line and a final summary; unknown totals h
   p.finish();
   assert.equal(s.text.split('\n').length, 4);
 });
+
+test('a terminal reporting 0 columns gets a plain, uncut line per step (no redraw)', () => {
+  let now = 0;
+  const s = { ...fakeStream(true), columns: 0 };
+  const p = new Progress({ label: 'clip.mp4', total: 3, unit: 'frames', stream: s, now: () => now });
+  for (let i = 1; i <= 3; i++) {
+    now = i * 1000;
+    p.tick();
+  }
+  p.finish();
+  assert.doesNotMatch(s.text, /\r|\x1b/);
+  assert.deepEqual(s.text.trimEnd().split('\n'), [
+    'clip.mp4: 1/3 frames (33%) 1.00 frames/s, ETA 0:02',
+    'clip.mp4: 2/3 frames (66%) 1.00 frames/s, ETA 0:01',
+    'clip.mp4: 3/3 frames (100%) 1.00 frames/s, ETA 0:00',
+    'clip.mp4: 3 frames in 0:03 (1.00 frames/s)',
+  ]);
+});

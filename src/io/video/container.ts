@@ -15,10 +15,11 @@ import {
   WebMOutputFormat,
 } from 'mediabunny';
 import type { InputVideoTrack } from 'mediabunny';
-import { VideoError } from './errors.js';
+import { VideoError, checkFrameSize } from './errors.js';
+import { checkEbmlStructure } from './ebml_check.js';
 import type { FrameSink, VideoFormat, VideoInfo, VideoReader } from './types.js';
 import { matrixFromName, rgbToI420, yuv420ToRgb } from './yuv.js';
-import { KinemaError } from '../../errors.js';
+import { KinemaError, isKinemaError } from '../../errors.js';
 
 const MAX_QUEUED = 4;
 
@@ -70,7 +71,10 @@ export async function createContainerSink(
     output: (chunk, meta) => {
       const data = new Uint8Array(chunk.byteLength);
       chunk.copyTo(data);
-      const packet = new EncodedPacket(data, chunk.type, chunk.timestamp / 1e6, (chunk.duration ?? 0) / 1e6);
+      // @napi-rs/webcodecs leaves chunk.duration unset; without it the MP4 muxer gives the last sample no
+      // duration and 16 frames at 8 fps play for 1.875 s. Every frame lasts 1/fps (the timestamps in write()).
+      const duration = chunk.duration ? chunk.duration / 1e6 : 1 / s.fps;
+      const packet = new EncodedPacket(data, chunk.type, chunk.timestamp / 1e6, duration);
       muxChain = muxChain.then(() => source.add(packet, meta)).catch((e: unknown) => void (failure ??= e));
     },
     error: (e) => void (failure ??= e),
@@ -181,7 +185,12 @@ async function* decodeTrack(
   track: InputVideoTrack,
   info: VideoInfo,
 ): AsyncGenerator<Uint8Array> {
-  const config = await decoderConfigFor(path, track);
+  let config;
+  try {
+    config = await decoderConfigFor(path, track);
+  } catch (err) {
+    throw asCorrupt(err, path, 'the video track cannot be decoded');
+  }
   const ready: DecodedPicture[] = [];
   let failure: unknown = null;
   const decoder = new VideoDecoder({
@@ -202,6 +211,8 @@ async function* decodeTrack(
     await decoder.flush().catch((e: unknown) => void (failure ??= e));
     if (failure !== null) throw fail();
     while (ready.length > 0) yield await takeRgb(ready, info);
+  } catch (err) {
+    throw asCorrupt(err, path, 'the video data cannot be read');
   } finally {
     for (const p of ready) p.frame.close();
     if (decoder.state !== 'closed') decoder.close();
@@ -219,6 +230,7 @@ async function takeRgb(ready: DecodedPicture[], info: VideoInfo): Promise<Uint8A
 
 /** Opens an MP4/MOV or WebM/Matroska file for streaming decode. */
 export async function openContainer(path: string): Promise<VideoReader> {
+  checkEbmlStructure(path); // before mediabunny, which can loop forever on some malformed WebM files
   const input = new Input({ source: new FilePathSource(path), formats: ALL_FORMATS });
   try {
     const containerName = (await input.getFormat()).name;
@@ -231,6 +243,7 @@ export async function openContainer(path: string): Promise<VideoReader> {
     if (stats !== null && stats.packetCount === 0) {
       throw new VideoError('EMPTY', path, 'the video track has no frames');
     }
+    checkFrameSize(track.codedWidth, track.codedHeight, path, `the ${containerName} video track`);
     const fps = (await track.computeFrameRateMetrics()).bestGuessFrameRate;
     const info: VideoInfo = {
       width: track.codedWidth,
@@ -242,8 +255,18 @@ export async function openContainer(path: string): Promise<VideoReader> {
     return readerOf(path, input, track, info);
   } catch (err) {
     input.dispose();
-    throw err;
+    throw asCorrupt(err, path, 'the container cannot be parsed');
   }
+}
+
+/**
+ * A demuxer or decoder failure on malformed data (mediabunny throws plain RangeErrors and TypeErrors for
+ * offsets past the end, bad element sizes, …) as VIDEO_CORRUPT naming the file; KinemaErrors pass through.
+ */
+function asCorrupt(err: unknown, path: string, what: string): unknown {
+  if (isKinemaError(err)) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new VideoError('CORRUPT', path, `${what}: ${detail}`, { cause: err });
 }
 
 function readerOf(path: string, input: Input, track: InputVideoTrack, info: VideoInfo): VideoReader {

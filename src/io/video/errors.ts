@@ -44,3 +44,26 @@ export function fsErrorToVideoError(err: unknown, path: string): VideoError | nu
   }
   return null;
 }
+
+/** Largest frame side Kinema decodes (WebP's own VP8 limit; 4× the width of 4K video). */
+export const MAX_FRAME_SIDE = 16384;
+/** Largest frame area: 64 MP (8K UHD is 33 MP); one RGBA canvas of it is 256 MiB. */
+export const MAX_FRAME_PIXELS = 2 ** 26;
+
+/**
+ * A size from a file header, checked before anything is allocated for it: a corrupt or hostile header can
+ * claim a canvas of millions of pixels per side, which would be an out-of-memory crash, not an error.
+ */
+export function checkFrameSize(width: number, height: number, path: string, what: string): void {
+  if (!(width >= 1 && height >= 1)) {
+    throw new VideoError('CORRUPT', path, `${what} is ${width}×${height}`);
+  }
+  if (width > MAX_FRAME_SIDE || height > MAX_FRAME_SIDE || width * height > MAX_FRAME_PIXELS) {
+    throw new VideoError(
+      'UNSUPPORTED',
+      path,
+      `${what} is ${width}×${height}, beyond Kinema's limit of ${MAX_FRAME_SIDE} px a side and ` +
+        `${MAX_FRAME_PIXELS / 2 ** 20} MP (a corrupt header, or a picture far larger than a video frame)`,
+    );
+  }
+}

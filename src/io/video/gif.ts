@@ -7,7 +7,7 @@
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import sharp from 'sharp';
-import { VideoError } from './errors.js';
+import { VideoError, checkFrameSize } from './errors.js';
 import { ByteReader, lzwDecode, toSubBlocks } from './gif_codec.js';
 import type { FrameSink, VideoInfo, VideoReader } from './types.js';
 import { KinemaError } from '../../errors.js';
@@ -162,6 +162,7 @@ async function* walkGif(
   const layout: GifLayout = { width, height, globalTable, frames: 0, totalDelayCs: 0, fpsComment: null };
   layoutOut.layout = layout;
   if (width === 0 || height === 0) throw new VideoError('CORRUPT', path, 'GIF screen size is 0');
+  checkFrameSize(width, height, path, 'the GIF screen');
   let ctl: Control = { disposal: 0, transparent: -1, delay: 0 };
   for (;;) {
     const block = await r.u8('a block introducer');

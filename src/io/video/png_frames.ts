@@ -5,7 +5,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Metadata, OutputInfo } from 'sharp';
-import { VideoError, fsErrorToVideoError } from './errors.js';
+import { checkFrameSize, VideoError, fsErrorToVideoError } from './errors.js';
 import type { FrameSink, VideoInfo, VideoReader } from './types.js';
 
 export const FRAME_NAME = /^frame_(\d{5,})\.png$/;
@@ -100,6 +100,7 @@ export async function openPngFolder(folder: string): Promise<VideoReader> {
   } catch (err) {
     throw new VideoError('CORRUPT', first, `not a readable PNG: ${String(err)}`);
   }
+  checkFrameSize(meta.width, meta.height, first, 'the first frame');
   const info: VideoInfo = {
     width: meta.width,
     height: meta.height,

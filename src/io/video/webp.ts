@@ -7,7 +7,7 @@
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import sharp from 'sharp';
-import { VideoError } from './errors.js';
+import { VideoError, checkFrameSize } from './errors.js';
 import type { FrameSink, VideoInfo, VideoReader } from './types.js';
 
 const enc = new TextEncoder();
@@ -176,6 +176,7 @@ async function scanWebp(fh: FileHandle, path: string, fileSize: number): Promise
       layout.animated = (d[0]! & 0x02) !== 0;
       layout.width = 1 + (d[4]! | (d[5]! << 8) | (d[6]! << 16));
       layout.height = 1 + (d[7]! | (d[8]! << 8) | (d[9]! << 16));
+      checkFrameSize(layout.width, layout.height, path, 'the WebP canvas');
     } else if (fourcc === 'ANMF') {
       const d = await readExact(fh, path, p + 8, 16, 'ANMF');
       layout.durationsMs.push(d[12]! | (d[13]! << 8) | (d[14]! << 16));

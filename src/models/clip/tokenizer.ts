@@ -6,7 +6,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { parseJsonLenient } from '../../io/json.js';
 import { joinPath as join, resolveLoader } from '../../io/loader.js';
 import type { FileLoader } from '../../io/loader.js';
-import { KinemaError } from '../../errors.js';
+import { KinemaError, isKinemaError } from '../../errors.js';
 
 /** CLIP's pre-tokenization pattern (contractions, letter runs, single digits, other non-space runs). */
 export const CLIP_SPLIT_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
@@ -268,6 +268,37 @@ function addedTokensFromConfig(config: Record<string, unknown>): AddedTokenJson[
   }));
 }
 
+/**
+ * The parts of tokenizer.json Kinema reads itself, checked before use so a malformed file is named rather
+ * than failing deep inside (the rest of the pipeline is checked by @huggingface/tokenizers when it is built).
+ */
+function checkTokenizerJsonShape(json: ClipTokenizerJson, path: string): void {
+  const bad = (what: string): never => {
+    throw new KinemaError('TOKENIZER_INVALID', `${path}: ${what}`);
+  };
+  const model = json.model as unknown as Record<string, unknown> | null | undefined;
+  if (typeof model !== 'object' || model === null || model['type'] !== 'BPE')
+    bad('expected a BPE tokenizer.json (CLIP)');
+  const vocab = model!['vocab'];
+  if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab))
+    bad('model.vocab must be an object');
+  if (!Object.values(vocab as object).every((v) => Number.isInteger(v)))
+    bad('model.vocab ids must be integers');
+  const merges = model!['merges'];
+  const isMerge = (m: unknown): boolean =>
+    typeof m === 'string' || (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string'));
+  if (!Array.isArray(merges) || !merges.every(isMerge))
+    bad('model.merges must be a list of "a b" strings or [a, b] pairs');
+  const added: unknown = json.added_tokens ?? [];
+  const isAdded = (t: unknown): boolean =>
+    typeof t === 'object' &&
+    t !== null &&
+    Number.isInteger((t as { id?: unknown }).id) &&
+    typeof (t as { content?: unknown }).content === 'string';
+  if (!Array.isArray(added) || !added.every(isAdded))
+    bad('added_tokens must be a list of {id, content} objects');
+}
+
 /** tokenizer.json of a folder, or the equivalent built from vocab.json + merges.txt. */
 async function loadTokenizerJson(
   dir: string,
@@ -278,9 +309,7 @@ async function loadTokenizerJson(
   const jsonPath = join(dir, 'tokenizer.json');
   if (files.kind(jsonPath) !== null) {
     const json = (await readJsonObject(jsonPath, files)) as unknown as ClipTokenizerJson;
-    if (json.model?.type !== 'BPE' || typeof json.model.vocab !== 'object') {
-      throw new KinemaError('TOKENIZER_INVALID', `${jsonPath}: expected a BPE tokenizer.json (CLIP)`);
-    }
+    checkTokenizerJsonShape(json, jsonPath);
     json.added_tokens = reconcileAddedTokens(json.added_tokens ?? [], special, json.model.vocab, jsonPath);
     return json;
   }
@@ -320,9 +349,17 @@ export class CLIPTokenizer {
   constructor(tokenizerJson: ClipTokenizerJson, special: ClipSpecialTokens, opts: CLIPTokenizerOptions = {}) {
     this.tokenizerJson = tokenizerJson;
     this.special = special;
-    this.tokenizer = new Tokenizer(tokenizerJson, {
-      clean_up_tokenization_spaces: opts.cleanUpTokenizationSpaces ?? true,
-    });
+    try {
+      this.tokenizer = new Tokenizer(tokenizerJson, {
+        clean_up_tokenization_spaces: opts.cleanUpTokenizationSpaces ?? true,
+      });
+    } catch (err) {
+      // @huggingface/tokenizers rejects malformed pipelines (an unknown pre-tokenizer or model type, …)
+      // with plain Errors; name them as what they are, a tokenizer file Kinema cannot use.
+      if (isKinemaError(err)) throw err;
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new KinemaError('TOKENIZER_INVALID', `tokenizer.json cannot be built: ${detail}`, { cause: err });
+    }
     this.modelMaxLength = special.modelMaxLength;
     this.padToken = special.padToken;
     const id = (token: string): number => {

@@ -121,3 +121,21 @@ test('a writer with no frames fails on close with EMPTY and leaves nothing', asy
   const r = await openVideo(join(dir, 'keep.gif'));
   await r.close();
 });
+
+test('headers claiming gigantic frames are refused before any allocation (WebP canvas, GIF screen)', async () => {
+  // A VP8X canvas of 7 208 976 × 16 (found by the fuzzer: a 461 MB canvas per frame, seconds of work).
+  const webp = join(dir, 'huge.webp');
+  await writeVideo(webp, frames, opts);
+  const b = readFileSync(webp);
+  const vp8x = b.indexOf('VP8X');
+  b.writeUIntLE(0x6e000e, vp8x + 12, 3); // canvas width − 1
+  writeFileSync(webp, b);
+  await rejectsWith(openVideo(webp), 'UNSUPPORTED');
+  const gif = join(dir, 'huge.gif');
+  await writeVideo(gif, frames, opts);
+  const g = readFileSync(gif);
+  g.writeUInt16LE(60000, 6); // logical screen 60000 × 60000: a 14 GB canvas
+  g.writeUInt16LE(60000, 8);
+  writeFileSync(gif, g);
+  await rejectsWith(openVideo(gif), 'UNSUPPORTED');
+});

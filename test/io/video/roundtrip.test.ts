@@ -98,3 +98,19 @@ test('reading streams: frames arrive one by one and no temp files remain after w
     [],
   );
 });
+
+test('the last frame gets its duration: 16 frames at 8 fps last 2.0 s in MP4 and WebM', async () => {
+  const { Input, ALL_FORMATS, FilePathSource } = await import('mediabunny');
+  const d = mkdtempSync(join(tmpdir(), 'kinema-dur-'));
+  try {
+    for (const ext of ['mp4', 'webm']) {
+      const path = join(d, `clip.${ext}`);
+      await writeVideo(path, syntheticFrames(32, 32, 16), { width: 32, height: 32, fps: 8 });
+      const input = new Input({ source: new FilePathSource(path), formats: ALL_FORMATS });
+      assert.equal(await input.computeDuration(), 2, ext);
+      input.dispose();
+    }
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,150 @@
+// Everything `kinema generate` can check before it loads a weight: the prompt, the long-video flags, the model
+// folder and its classes, the output path (its folder exists and is writable, its extension agrees with
+// --format), the size (a multiple of the VAE factor) and the memory the run will need. Each failure is a named
+// KinemaError raised within milliseconds, so a bad request never costs a generation and never leaves a file.
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname, extname, join, resolve } from 'node:path';
+import { KinemaError } from '../errors.js';
+import { readConfig, readModelIndex } from '../io/model_folder.js';
+import { formatFromPath } from '../io/video/index.js';
+import type { VideoFormat } from '../io/video/index.js';
+import { parseUNet3DConfig } from '../models/unet3d/config.js';
+import { parseVaeConfig } from '../models/vae/config.js';
+import { checkModelIndex } from '../pipelines/model_index.js';
+import {
+  checkMemory,
+  defaultMemoryLimit,
+  estimateRunMemory,
+  parseByteSize,
+} from '../pipelines/memory_estimate.js';
+import type { MemoryEstimate } from '../pipelines/memory_estimate.js';
+import { longVideoRequest } from './long_video_options.js';
+import type { LongVideoFlags, LongVideoRequest } from './long_video_options.js';
+
+export interface GenerateCheckFlags extends LongVideoFlags {
+  model?: string;
+  output: string;
+  frames: number;
+  height?: number;
+  width?: number;
+  steps: number;
+  format?: VideoFormat;
+  maxMemory?: string;
+}
+
+export interface GeneratePlan {
+  modelDir: string;
+  format: VideoFormat;
+  width: number;
+  height: number;
+  long: LongVideoRequest | null;
+  memory: MemoryEstimate;
+  memoryLimit: number;
+}
+
+/** The size the default model was trained at (used when --width/--height are not given). */
+export const DEFAULT_SIZE = 64;
+
+/** The output format: --format, else the extension; the two must agree (png ⇔ a folder path). */
+export function outputFormat(output: string, format: VideoFormat | undefined): VideoFormat {
+  const fromPath = formatFromPath(output); // an unknown extension (.avi) is VIDEO_UNSUPPORTED here
+  if (format === undefined || format === fromPath) return fromPath;
+  const what = fromPath === 'png' ? 'a folder of PNG frames' : `a .${extname(output).slice(1)} file`;
+  throw new KinemaError(
+    'GENERATE_FORMAT_MISMATCH',
+    `--format ${format} contradicts -o ${output}, which names ${what}; ` +
+      (format === 'png' ? 'give a folder path (e.g. -o frames/) ' : `use an .${format} name `) +
+      'or drop --format (the extension decides)',
+  );
+}
+
+/** The output's folder must exist and be writable now, not after the generation. */
+export function checkOutputWritable(output: string, format: VideoFormat): void {
+  const abs = resolve(output);
+  // A PNG folder may be created by the writer, but its parent must exist; a file's folder must exist.
+  const parent = dirname(format === 'png' ? abs.replace(/[\\/]+$/, '') : abs);
+  if (!existsSync(parent) || !statSync(parent).isDirectory()) {
+    throw new KinemaError(
+      'OUTPUT_NOT_WRITABLE',
+      `-o ${output}: the folder ${parent} does not exist (create it first)`,
+    );
+  }
+  try {
+    accessSync(parent, constants.W_OK);
+  } catch {
+    throw new KinemaError('OUTPUT_NOT_WRITABLE', `-o ${output}: no permission to write in ${parent}`);
+  }
+  if (format !== 'png' && existsSync(abs) && statSync(abs).isDirectory()) {
+    throw new KinemaError(
+      'OUTPUT_NOT_WRITABLE',
+      `-o ${output} is a folder; give a file name (e.g. ${join(output, 'out.mp4')})`,
+    );
+  }
+}
+
+function weightFiles(dir: string): { bytes: number; half: boolean } {
+  let bytes = 0;
+  let half = false;
+  for (const sub of ['unet', 'vae', 'text_encoder']) {
+    for (const name of ['diffusion_pytorch_model', 'model']) {
+      for (const variant of ['', '.fp16', '.bf16']) {
+        const p = join(dir, sub, `${name}${variant}.safetensors`);
+        if (!existsSync(p)) continue;
+        bytes += statSync(p).size;
+        half ||= variant !== '';
+        break;
+      }
+    }
+  }
+  return { bytes, half };
+}
+
+/** All checks of `kinema generate`, in the order a user would fix them; returns what the run needs. */
+export function planGenerate(
+  prompt: string,
+  flags: GenerateCheckFlags,
+  defaultModelDir: string,
+): GeneratePlan {
+  if (!prompt.trim()) throw new KinemaError('GENERATE_EMPTY_PROMPT', 'the prompt is empty');
+  const long = longVideoRequest(flags, flags.frames, flags.steps);
+  const modelDir = resolve(flags.model ?? defaultModelDir);
+  if (!existsSync(join(modelDir, 'model_index.json'))) {
+    throw new KinemaError(
+      'MODEL_NOT_FOUND',
+      flags.model
+        ? `${modelDir} is not a diffusers model folder (no model_index.json)`
+        : `no default model at ${modelDir}; pass --model <dir>`,
+    );
+  }
+  checkModelIndex(readModelIndex(modelDir), join(modelDir, 'model_index.json'));
+  const format = outputFormat(flags.output, flags.format);
+  checkOutputWritable(flags.output, format);
+  const unet = parseUNet3DConfig(readConfig(join(modelDir, 'unet')));
+  const vae = parseVaeConfig(readConfig(join(modelDir, 'vae')));
+  const factor = 2 ** (vae.blockOutChannels.length - 1);
+  const isDefault = modelDir === resolve(defaultModelDir);
+  const fallback = isDefault ? DEFAULT_SIZE : (unet.sampleSize ?? 32) * factor;
+  const width = flags.width ?? fallback;
+  const height = flags.height ?? fallback;
+  if (width % factor !== 0 || height % factor !== 0) {
+    throw new KinemaError(
+      'GENERATE_BAD_SIZE',
+      `--width ${width} --height ${height}: both must be multiples of ${factor} (this model's VAE factor)`,
+    );
+  }
+  const weights = weightFiles(modelDir);
+  const chunkFrames = long ? long.chunk : flags.frames;
+  const memory = estimateRunMemory({
+    unet,
+    vae,
+    weightBytes: weights.bytes,
+    halfWeights: weights.half,
+    width,
+    height,
+    frames: chunkFrames,
+    outputFrames: chunkFrames,
+  });
+  const memoryLimit = flags.maxMemory !== undefined ? parseByteSize(flags.maxMemory) : defaultMemoryLimit();
+  checkMemory(memory, memoryLimit, `${width}×${height}×${chunkFrames} frames`);
+  return { modelDir, format, width, height, long, memory, memoryLimit };
+}
