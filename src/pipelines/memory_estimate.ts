@@ -3,7 +3,7 @@
 // minutes later. It is an upper-bound sketch, not a profiler: the terms are the ones that grow with the
 // request (latent feature maps, the attention score matrices, the VAE decoder's full-resolution maps, the
 // decoded frames) plus the weights held twice (the host copy, upcast to float32, and ONNX Runtime's
-// initialisers). `LIVE_*` say how many maps of the largest size are alive at once; they were set so the
+// initialisers). `LIVE_*` say how many maps of the largest size are alive at once; with BASE_BYTES they were set so the
 // estimate stays above the measured peak RSS of the default model (bench/RESULTS.md, "memory guard").
 import { totalmem, freemem } from 'node:os';
 import { KinemaError } from '../errors.js';
@@ -13,8 +13,8 @@ import type { VaeConfig } from '../models/vae/config.js';
 const F32 = 4;
 const LIVE_UNET_MAPS = 16;
 const LIVE_VAE_MAPS = 8;
-/** Node, ONNX Runtime and the libraries before any model is loaded. */
-const BASE_BYTES = 300 * 2 ** 20;
+/** Node, tsx, ONNX Runtime (its sessions and arenas) and the libraries: measured ~160 MiB at start, more once sessions exist. */
+const BASE_BYTES = 450 * 2 ** 20;
 
 export interface MemoryRequest {
   unet: Pick<UNet3DConfig, 'blockOutChannels' | 'downBlockTypes' | 'attentionHeadDim' | 'inChannels'>;

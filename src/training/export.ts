@@ -1,10 +1,11 @@
 // Exporting trained weights as a Hugging Face component folder (diffusers `diffusion_pytorch_model.safetensors`
 // or transformers `model.safetensors`) with its config.json: tensors by their state_dict keys in the model's
 // declared shapes, converted to fp16 (as `save_pretrained` after `.half()` writes them), metadata
-// {"format": "pt"}. Every file is written atomically; stale weight files of the other layouts or variants are
-// removed so the folder loads the weights just written.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+// {"format": "pt"}. A component folder is replaced as a whole (exportComponent); stale weight files of the other
+// layouts or variants are dropped so the folder loads the weights just written.
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { f32ToF16 } from '../io/half.js';
 import { writeFileAtomic, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { Module, StateDict } from '../nn/module.js';
@@ -72,18 +73,52 @@ const STALE_WEIGHTS = ['diffusion_pytorch_model', 'model'].flatMap((base) =>
   ['', '.fp16', '.bf16'].flatMap((v) => [`${base}${v}.safetensors`, `${base}.safetensors.index${v}.json`]),
 );
 
-/** Writes `dir/config.json` and `dir/<basename>.safetensors` (fp16 by default). */
+/**
+ * Writes `dir/config.json` and `dir/<basename>.safetensors` (fp16 by default) as one unit: both go into a
+ * hidden sibling folder with the other files `dir` already holds (a tokenizer's, say; stale weights of other
+ * layouts are left out), which then replaces `dir` by renames. A process killed at any point leaves either
+ * the old folder or the new one under `dir` (or, between the two renames, none, with the old one kept under
+ * a `.old` name), never new weights beside an old config.
+ */
 export function exportComponent(dir: string, c: ComponentExport): ExportedComponent {
   const tensors = exportTensors(c.module, c.stateDict, c.dtype ?? 'F16');
-  mkdirSync(dir, { recursive: true });
   const file = `${c.weightsBasename}.safetensors`;
-  const weightsPath = join(dir, file);
-  writeSafetensors(weightsPath, tensors, { format: 'pt' });
-  for (const stale of STALE_WEIGHTS) {
-    if (stale !== file && existsSync(join(dir, stale))) rmSync(join(dir, stale));
+  const parent = dirname(dir);
+  mkdirSync(parent, { recursive: true });
+  const temp = join(parent, `.${basename(dir)}.${randomBytes(6).toString('hex')}.partial`);
+  mkdirSync(temp);
+  try {
+    if (existsSync(dir)) {
+      for (const name of readdirSync(dir)) {
+        if (name === file || name === 'config.json' || STALE_WEIGHTS.includes(name)) continue;
+        cpSync(join(dir, name), join(temp, name), { recursive: true });
+      }
+    }
+    writeSafetensors(join(temp, file), tensors, { format: 'pt' });
+    writeJsonAtomic(join(temp, 'config.json'), c.config);
+    swapFolder(temp, dir);
+  } catch (err) {
+    rmSync(temp, { recursive: true, force: true });
+    throw err;
   }
-  writeJsonAtomic(join(dir, 'config.json'), c.config);
   let bytes = 0;
   for (const t of tensors.values()) bytes += t.data.byteLength;
-  return { dir, weightsPath, weightsBytes: bytes, tensorCount: tensors.size };
+  return { dir, weightsPath: join(dir, file), weightsBytes: bytes, tensorCount: tensors.size };
+}
+
+/** Puts folder `temp` at `dest`, replacing an existing `dest` through a backup name (restored on failure). */
+function swapFolder(temp: string, dest: string): void {
+  if (!existsSync(dest)) {
+    renameSync(temp, dest);
+    return;
+  }
+  const backup = `${temp}.old`;
+  renameSync(dest, backup);
+  try {
+    renameSync(temp, dest);
+  } catch (err) {
+    renameSync(backup, dest);
+    throw err;
+  }
+  rmSync(backup, { recursive: true, force: true });
 }
