@@ -89,7 +89,10 @@ test('kinema generate writes a playable MP4; bad input fails cleanly without an 
 
     const cases: Array<[string[], RegExp]> = [
       [['--model', join(root, 'nope'), 'x'], /not a diffusers model folder/],
-      [['--model', model, 'x', '--height', '33', '--width', '32'], /divisible by the VAE factor/],
+      [
+        ['--model', model, 'x', '--height', '33', '--width', '32'],
+        /must be multiples of 2 \(this model's VAE factor\) \[GENERATE_BAD_SIZE\]/,
+      ],
       [['--model', model, 'x', '--steps', '0'], /--steps must be an integer/],
       [['--model', model, 'x', '--latents', out], /safetensors|header/i],
     ];
