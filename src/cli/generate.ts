@@ -19,6 +19,9 @@ import { writeLongVideo } from './long_video.js';
 import { KinemaError } from '../errors.js';
 import { planGenerate } from './generate_checks.js';
 import { generateHelpText } from './generate_help.js';
+import { parseLoRASpec } from '../io/lora_file.js';
+import { checkLoRAFiles } from './lora.js';
+import { loadLoRAs } from '../pipelines/lora.js';
 
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
 
@@ -51,6 +54,7 @@ interface GenerateFlags extends LongVideoFlags {
   variant?: 'fp16' | 'bf16';
   device?: ExecutionProvider;
   maxMemory?: string;
+  lora?: string[];
 }
 
 /** Reads `--latents file.safetensors`: a tensor named `latents` of shape [1, C, frames, h, w]. */
@@ -78,6 +82,8 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
   // Every check that needs no weights runs first (generate_checks.ts), so bad input fails in milliseconds.
   const plan = planGenerate(prompt, flags, DEFAULT_MODEL_DIR);
   const { modelDir, format, long } = plan;
+  const loras = (flags.lora ?? []).map(parseLoRASpec);
+  checkLoRAFiles(loras);
   const isDefault = modelDir === DEFAULT_MODEL_DIR;
   if (isDefault) {
     const unseen = unseenWords(prompt);
@@ -94,6 +100,7 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     ...(flags.variant ? { variant: flags.variant } : {}),
     ...(flags.device ? { ep: flags.device } : {}),
   });
+  if (loras.length > 0) loadLoRAs(pipe, loras);
   const opts: TextToVideoOptions = {
     prompt,
     negativePrompt: flags.negative,
@@ -195,6 +202,11 @@ export function generateCommand(): Command {
     .option(
       '--max-memory <size>',
       'refuse a run whose estimated peak memory exceeds this (e.g. 8G, 512M; default: 80 % of available memory)',
+    )
+    .option(
+      '--lora <file[:scale]>',
+      'LoRA adapter (diffusers/PEFT or kohya safetensors) at a strength (default 1; 0 = the base model); repeatable',
+      (v: string, prev: string[] = []) => [...prev, v],
     )
     .addHelpText('after', generateHelpText())
     .action(async (prompt: string, flags: GenerateFlags) => {

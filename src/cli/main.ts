@@ -9,6 +9,7 @@ import { trainCommand } from './train.js';
 import { convertCommand } from './convert.js';
 import { serveCommand } from './serve.js';
 import { workerCommand } from './worker.js';
+import { loraCommand } from './lora.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(convertCommand());
   program.addCommand(serveCommand());
   program.addCommand(workerCommand());
+  program.addCommand(loraCommand());
   return program;
 }
 

@@ -2,9 +2,12 @@
 import type { Tensor } from '../engine/tensor.js';
 import * as op from '../engine/ops.js';
 import { Module } from './module.js';
+import { LoRABranch, addLoRABranches } from './lora.js';
+import type { LoRAGeometry, LoRAHost } from './lora.js';
 import { KinemaError } from '../errors.js';
 
-export class Linear extends Module {
+export class Linear extends Module implements LoRAHost {
+  readonly loraBranches: LoRABranch[] = [];
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
@@ -18,9 +21,19 @@ export class Linear extends Module {
     this.declare('weight', [outFeatures, inFeatures], spec);
     if (bias) this.declare('bias', [outFeatures], spec);
   }
+  get loraGeometry(): LoRAGeometry {
+    return { kind: 'linear', inFeatures: this.inFeatures, outFeatures: this.outFeatures };
+  }
+  /** Adds a LoRA branch (src/nn/lora.ts) named `lora_<i>`; its B starts at zero. */
+  addLoRA(rank: number, scale: number): LoRABranch {
+    const b = this.child(`lora_${this.loraBranches.length}`, new LoRABranch(this.loraGeometry, rank, scale));
+    this.loraBranches.push(b);
+    return b;
+  }
   forward(x: Tensor): Tensor {
-    const y = op.matmul(x, op.transpose(this.p('weight'), [1, 0]));
-    return this.bias ? op.add(y, this.p('bias')) : y;
+    const xw = op.matmul(x, op.transpose(this.p('weight'), [1, 0]));
+    const y = this.bias ? op.add(xw, this.p('bias')) : xw;
+    return addLoRABranches(y, x, this.loraBranches);
   }
 }
 
@@ -41,7 +54,8 @@ function expandN(v: number | readonly number[] | undefined, n: number, dflt: num
 }
 
 /** N-d convolution (Conv1d/2d/3d by `dims`), weight [out, in/groups, *kernel]. */
-export class ConvNd extends Module {
+export class ConvNd extends Module implements LoRAHost {
+  readonly loraBranches: LoRABranch[] = [];
   readonly kernel: number[];
   private readonly stride: number[];
   private readonly padding: number[];
@@ -69,8 +83,26 @@ export class ConvNd extends Module {
     });
     if (this.hasBias) this.declare('bias', [outChannels], { kind: 'uniform', bound });
   }
+  get loraGeometry(): LoRAGeometry {
+    return {
+      kind: 'conv',
+      inChannels: this.inChannels,
+      outChannels: this.outChannels,
+      kernel: this.kernel,
+      stride: this.stride,
+      padding: this.padding,
+      dilation: this.dilation,
+      groups: this.groups,
+    };
+  }
+  /** Adds a LoRA branch (src/nn/lora.ts) named `lora_<i>`: a conv of this kernel to rank r, then 1×1. */
+  addLoRA(rank: number, scale: number): LoRABranch {
+    const b = this.child(`lora_${this.loraBranches.length}`, new LoRABranch(this.loraGeometry, rank, scale));
+    this.loraBranches.push(b);
+    return b;
+  }
   forward(x: Tensor): Tensor {
-    return op.conv(
+    const y = op.conv(
       x,
       this.p('weight'),
       {
@@ -81,6 +113,7 @@ export class ConvNd extends Module {
       },
       this.hasBias ? this.p('bias') : undefined,
     );
+    return addLoRABranches(y, x, this.loraBranches);
   }
 }
 

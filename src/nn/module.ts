@@ -77,6 +77,25 @@ export class Module {
     return out;
   }
 
+  /** Every sub-module below this one (depth first) by dotted path relative to this module, this one as ''. */
+  namedModules(prefix = ''): Map<string, Module> {
+    const out = new Map<string, Module>([[prefix.replace(/\.$/, ''), this]]);
+    for (const [n, c] of this.children) for (const [k, m] of c.namedModules(`${prefix}${n}.`)) out.set(k, m);
+    return out;
+  }
+
+  /** The sub-module at a dotted path (torch's get_submodule); a path that names none is an error. */
+  getSubmodule(path: string): Module {
+    let m: Module = this;
+    for (const part of path === '' ? [] : path.split('.')) {
+      const next = m.children.get(part);
+      if (!next)
+        throw new KinemaError('NN_INVALID_MODULE', `${this.constructor.name} has no sub-module '${path}'`);
+      m = next;
+    }
+    return m;
+  }
+
   parameterCount(): number {
     let n = 0;
     for (const s of this.namedParameters().values()) n += numel(s.shape);

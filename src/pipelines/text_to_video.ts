@@ -116,6 +116,11 @@ export class TextToVideoPipeline {
     return new TextToVideoPipeline({ tokenizer, textEncoder, unet, vae, scheduler }, opts.ep ?? 'cpu');
   }
 
+  /** Drops compiled programs (after the components' weights or modules changed, e.g. a loaded LoRA). */
+  clearCompiled(): void {
+    this.guided.clear();
+  }
+
   /** CLIP embeddings [1, 77, D] of a prompt (no attention mask, as the SD pipelines call the encoder). */
   async encodePrompt(text: string): Promise<HostTensor> {
     const { inputIds } = this.components.tokenizer.encode(text);

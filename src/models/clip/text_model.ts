@@ -376,6 +376,11 @@ export class CLIPTextModel {
     });
   }
 
+  /** The same model on other weights (e.g. with LoRA branches attached to `module`), same run options. */
+  withStateDict(stateDict: StateDict): CLIPTextModel {
+    return new CLIPTextModel(this.config, this.module, stateDict, this.runOptions);
+  }
+
   get withProjection(): boolean {
     return this.module.textProjection !== null;
   }
