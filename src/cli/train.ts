@@ -18,10 +18,17 @@ import { clipStage } from '../training/stages/clip.js';
 import { vaeStage } from '../training/stages/vae.js';
 import { unetStage } from '../training/stages/unet.js';
 import { vaeTemporalStage } from '../training/stages/vae_temporal.js';
+import { loraStage, WORLD_BACKGROUNDS } from '../training/stages/lora.js';
 import { KinemaError } from '../errors.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
-export const TRAINING_STAGES: readonly StageDefinition[] = [clipStage, vaeStage, unetStage, vaeTemporalStage];
+export const TRAINING_STAGES: readonly StageDefinition[] = [
+  clipStage,
+  vaeStage,
+  unetStage,
+  vaeTemporalStage,
+  loraStage,
+];
 
 export interface TrainFlags {
   out?: string;
@@ -49,6 +56,11 @@ export interface TrainFlags {
   timestepShift?: number;
   config?: string;
   base?: string;
+  rank?: number;
+  alpha?: number;
+  targets?: string;
+  data?: string;
+  worldBackground?: string;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -64,6 +76,22 @@ export function findStage(
     );
   }
   return stage;
+}
+
+function loraOnly(stage: StageDefinition, flag: string): true {
+  if (stage.name !== 'lora')
+    throw new KinemaError('TRAIN_BAD_OPTION', `${flag} applies to the lora stage only, not '${stage.name}'`);
+  return true;
+}
+
+function worldBackground(v: string): (typeof WORLD_BACKGROUNDS)[number] {
+  const hit = WORLD_BACKGROUNDS.find((b) => b === v);
+  if (!hit)
+    throw new KinemaError(
+      'TRAIN_BAD_OPTION',
+      `--world-background must be ${WORLD_BACKGROUNDS.join(', ')}, got '${v}'`,
+    );
+  return hit;
 }
 
 function unetOnly(stage: StageDefinition, flag: string): true {
@@ -138,7 +166,8 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
     ...(flags.textLrScale !== undefined && {
       textLrScale: textEncoderOption(stage, flags, '--text-lr-scale', flags.textLrScale),
     }),
-    ...(flags.frames !== undefined && unetOnly(stage, '--frames') && { frames: flags.frames }),
+    ...(flags.frames !== undefined &&
+      (stage.name === 'lora' || unetOnly(stage, '--frames')) && { frames: flags.frames }),
     ...(flags.temporalPositions === true && {
       temporalPositions: unetOnly(stage, '--temporal-positions'),
     }),
@@ -158,15 +187,27 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
       unetOnly(stage, '--timestep-shift') && { timestepShift: flags.timestepShift }),
     ...(flags.config !== undefined && { configOverrides: readConfigOverrides(stage, flags.config) }),
     ...(flags.base !== undefined && { base: baseFolder(stage, flags.base) }),
+    ...(flags.rank !== undefined && loraOnly(stage, '--rank') && { loraRank: flags.rank }),
+    ...(flags.alpha !== undefined && loraOnly(stage, '--alpha') && { loraAlpha: flags.alpha }),
+    ...(flags.targets !== undefined &&
+      loraOnly(stage, '--targets') && {
+        loraTargets: flags.targets
+          .split(',')
+          .map((t) => t.trim())
+          .filter((t) => t !== ''),
+      }),
+    ...(flags.data !== undefined && loraOnly(stage, '--data') && { dataDir: resolve(flags.data) }),
+    ...(flags.worldBackground !== undefined &&
+      loraOnly(stage, '--world-background') && { worldBackground: worldBackground(flags.worldBackground) }),
   };
 }
 
 /** `--base <dir>` (vae-temporal only): the pipeline folder whose VAE gets the temporal decoder. */
 function baseFolder(stage: StageDefinition, dir: string): string {
-  if (stage.name !== 'vae-temporal')
+  if (stage.name !== 'vae-temporal' && stage.name !== 'lora')
     throw new KinemaError(
       'TRAIN_BAD_OPTION',
-      `--base applies to the vae-temporal stage only, not '${stage.name}'`,
+      `--base applies to the vae-temporal and lora stages only, not '${stage.name}'`,
     );
   return resolve(dir);
 }
@@ -319,7 +360,26 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
     )
     .option(
       '--base <dir>',
-      'vae-temporal stage: the pipeline folder whose VAE gets the temporal decoder (e.g. models/default)',
+      'vae-temporal stage: the pipeline folder whose VAE gets the temporal decoder; lora stage: the pipeline ' +
+        'whose UNet gets the adapter (default models/default)',
+    )
+    .option('--rank <r>', 'lora stage: adapter rank (default 4)', intOption('--rank', 1))
+    .option(
+      '--alpha <a>',
+      'lora stage: LoRA alpha, scale = alpha / rank (default: the rank)',
+      positiveOption('--alpha'),
+    )
+    .option(
+      '--targets <names>',
+      'lora stage: comma-separated layer-name suffixes (default to_q,to_k,to_v,to_out.0,ff.net.0.proj,ff.net.2)',
+    )
+    .option(
+      '--data <dir>',
+      'lora stage: train on NAME.mp4 + NAME.txt caption pairs in this folder instead of the world',
+    )
+    .option(
+      '--world-background <kind>',
+      'lora stage: world scenes with this background only: solid, gradient, stripes or checker (a style adapter)',
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

@@ -105,23 +105,27 @@ export function addLoRABranches(y: Tensor, x: Tensor, branches: readonly LoRABra
   return out;
 }
 
-/**
- * PEFT's default-style targets for Kinema's models: attention q/k/v/out and feed-forward of the UNet's
- * transformers (spatial and temporal), and of the CLIP text encoder's layers.
- */
-export const DEFAULT_LORA_TARGETS: readonly string[] = [
+/** PEFT-style default targets in the UNet's transformers (spatial and temporal): attention q/k/v/out, feed-forward. */
+export const DEFAULT_UNET_LORA_TARGETS: readonly string[] = [
   'to_q',
   'to_k',
   'to_v',
   'to_out.0',
   'ff.net.0.proj',
   'ff.net.2',
+];
+/** The same for the CLIP text encoder's layers. */
+export const DEFAULT_TEXT_LORA_TARGETS: readonly string[] = [
   'q_proj',
   'k_proj',
   'v_proj',
   'out_proj',
   'fc1',
   'fc2',
+];
+export const DEFAULT_LORA_TARGETS: readonly string[] = [
+  ...DEFAULT_UNET_LORA_TARGETS,
+  ...DEFAULT_TEXT_LORA_TARGETS,
 ];
 
 /**

@@ -93,6 +93,14 @@ export interface StageOptions {
   readonly configOverrides?: Readonly<Record<string, unknown>>;
   /** vae-temporal stage: the pipeline folder whose VAE gets the temporal decoder; the CLI rejects it for others. */
   readonly base?: string;
+  /** lora stage: the adapter's rank r (default 4), α (default r: scale 1) and target layer-name suffixes. */
+  readonly loraRank?: number;
+  readonly loraAlpha?: number;
+  readonly loraTargets?: readonly string[];
+  /** lora stage: a folder of captioned clips (NAME.mp4 + NAME.txt) instead of the world. */
+  readonly dataDir?: string;
+  /** lora stage: train on world scenes with this kind of background only (a style adapter). */
+  readonly worldBackground?: 'solid' | 'gradient' | 'stripes' | 'checker';
   /** Where progress and messages go (default process.stderr). */
   readonly log?: ProgressStream;
   /** Polled after every step; true checkpoints the current step and stops (the run can be resumed). */

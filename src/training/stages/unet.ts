@@ -387,6 +387,8 @@ export function unetGradStep(
   model: UNet3DConditionModel | UnetWithTextEncoder,
   data: UnetTrainingData,
   threads = 0,
+  /** Adapter training: weights fed as fixed values, and the only names differentiated. */
+  freeze?: { frozen: StateDict; trainable: readonly string[] },
 ): Promise<GradStep> {
   const unet = model instanceof UnetWithTextEncoder ? model.unet : model;
   const text = model instanceof UnetWithTextEncoder ? model.textEncoder : null;
@@ -434,7 +436,7 @@ export function unetGradStep(
       return op.add(diffusion, op.mul(textProbeLoss(probe, states, x['probe_targets']!), probeWeight));
     },
     specs,
-    threads > 0 ? { threads } : {},
+    { ...(threads > 0 && { threads }), ...freeze },
   );
 }
 

@@ -13,8 +13,8 @@ import type { Tensor } from '../../engine/tensor.js';
 import * as op from '../../engine/ops.js';
 import { hostTensor } from '../../engine/runtime.js';
 import type { HostTensor } from '../../engine/runtime.js';
-import { Module } from '../../nn/module.js';
-import type { ParamSpec, StateDict } from '../../nn/module.js';
+import type { StateDict } from '../../nn/module.js';
+import { ParameterSubset } from '../parameter_subset.js';
 import { loadStateDict, readConfig } from '../../io/model_folder.js';
 import { AutoencoderKL } from '../../models/vae/autoencoder_kl.js';
 import { toFloatCHW, worldSample } from '../data/world.js';
@@ -38,21 +38,6 @@ export interface VaeTemporalSettings {
 const PURPOSE_TRAIN = 21;
 const PURPOSE_EVAL = 22;
 const isTemporal = (name: string): boolean => name.includes('.temp_convs.');
-
-/** A view of a model that declares only the parameters `keep` accepts (the trainable part). */
-class ParameterSubset extends Module {
-  constructor(
-    private readonly base: Module,
-    private readonly keep: (name: string) => boolean,
-  ) {
-    super();
-  }
-  override namedParameters(prefix = ''): Map<string, ParamSpec> {
-    const out = new Map<string, ParamSpec>();
-    for (const [k, s] of this.base.namedParameters(prefix)) if (this.keep(k)) out.set(k, s);
-    return out;
-  }
-}
 
 /** The base VAE of a pipeline folder and the same VAE with a fresh temporal decoder (weights bound). */
 export function temporalVaeFromBase(base: string, seed = 0) {
