@@ -7,7 +7,9 @@
 // The reader only groups tensors by module; which layer a module key names is settled against the model
 // (src/pipelines/lora.ts), where kohya's underscores are mapped back through the model's own module paths.
 // Scale rule (PEFT's): s = λ · α / r with α = r where the file has none.
-import { SafetensorsFile } from './safetensors.js';
+import { SafetensorsFile, writeSafetensors } from './safetensors.js';
+import type { TensorToWrite } from './safetensors.js';
+import { f32ToF16 } from './half.js';
 import type { FileLoader } from './loader.js';
 import { KinemaError } from '../errors.js';
 
@@ -137,4 +139,27 @@ export function parseLoRASpec(spec: string): { path: string; scale: number } {
   if (!Number.isFinite(scale))
     throw new KinemaError('LORA_BAD_OPTION', `--lora ${spec}: the scale after ':' must be a number`);
   return { path: m[1]!, scale };
+}
+
+/** One trained adapter module: its layer's path and the factors (A [r, in…], B [out, r…]). */
+export interface AdapterModule {
+  readonly component: LoRAComponent;
+  readonly hostPath: string;
+  readonly down: { readonly data: Float32Array; readonly shape: readonly number[] };
+  readonly up: { readonly data: Float32Array; readonly shape: readonly number[] };
+}
+
+/** Writes an adapter in the diffusers/PEFT layout (`unet.<path>.lora_A.weight`, …), fp16, atomically. */
+export function saveLoRAFile(
+  path: string,
+  modules: readonly AdapterModule[],
+  metadata: Record<string, string> = {},
+): void {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const m of modules) {
+    const stem = `${m.component}.${m.hostPath}`;
+    tensors.set(`${stem}.lora_A.weight`, { dtype: 'F16', shape: m.down.shape, data: f32ToF16(m.down.data) });
+    tensors.set(`${stem}.lora_B.weight`, { dtype: 'F16', shape: m.up.shape, data: f32ToF16(m.up.data) });
+  }
+  writeSafetensors(path, tensors, { format: 'pt', ...metadata });
 }

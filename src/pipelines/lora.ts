@@ -8,9 +8,6 @@ import type { LoRAHost } from '../nn/lora.js';
 import { LoRAFileError, readLoRAFile } from '../io/lora_file.js';
 import type { LoRAComponent, LoRAFileContents } from '../io/lora_file.js';
 import type { FileLoader } from '../io/loader.js';
-import { writeSafetensors } from '../io/safetensors.js';
-import type { TensorToWrite } from '../io/safetensors.js';
-import { f32ToF16 } from '../io/half.js';
 import type { TextToVideoPipeline } from './text_to_video.js';
 
 /** One file module settled on one layer of a model. */
@@ -164,27 +161,4 @@ export function loadLoRAs(
     );
   pipe.clearCompiled();
   return resolved;
-}
-
-/** One trained adapter module: its layer's path and the factors (A [r, in…], B [out, r…]). */
-export interface AdapterModule {
-  readonly component: LoRAComponent;
-  readonly hostPath: string;
-  readonly down: { readonly data: Float32Array; readonly shape: readonly number[] };
-  readonly up: { readonly data: Float32Array; readonly shape: readonly number[] };
-}
-
-/** Writes an adapter in the diffusers/PEFT layout (`unet.<path>.lora_A.weight`, …), fp16, atomically. */
-export function saveLoRAFile(
-  path: string,
-  modules: readonly AdapterModule[],
-  metadata: Record<string, string> = {},
-): void {
-  const tensors = new Map<string, TensorToWrite>();
-  for (const m of modules) {
-    const stem = `${m.component}.${m.hostPath}`;
-    tensors.set(`${stem}.lora_A.weight`, { dtype: 'F16', shape: m.down.shape, data: f32ToF16(m.down.data) });
-    tensors.set(`${stem}.lora_B.weight`, { dtype: 'F16', shape: m.up.shape, data: f32ToF16(m.up.data) });
-  }
-  writeSafetensors(path, tensors, { format: 'pt', ...metadata });
 }
