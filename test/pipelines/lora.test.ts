@@ -181,3 +181,12 @@ test('bad LoRA files are refused by name and leave the pipeline unchanged', asyn
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the shipped models/default/lora/striped.safetensors loads strictly; at scale 0 it is the base', async () => {
+  const file = join(DEFAULT_MODEL_DIR, 'lora', 'striped.safetensors');
+  const pipe = await TextToVideoPipeline.fromPretrained(DEFAULT_MODEL_DIR);
+  const base = await frames(pipe);
+  const withIt = await TextToVideoPipeline.fromPretrained(DEFAULT_MODEL_DIR);
+  assert.equal(loadLoRAs(withIt, [{ path: file, scale: 0 }]).length, 150);
+  assert.deepEqual(await frames(withIt), base);
+});
