@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { intOption, numberOption, unitOption } from './options.js';
 import { TextToVideoPipeline } from '../pipelines/text_to_video.js';
-import type { TextToVideoOptions } from '../pipelines/text_to_video.js';
+import type { PipelineEvent, TextToVideoOptions } from '../pipelines/text_to_video.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { formatFromPath, writeVideo } from '../io/video/index.js';
 import type { VideoFormat } from '../io/video/index.js';
@@ -22,6 +22,7 @@ import { generateHelpText } from './generate_help.js';
 import { parseLoRASpec } from '../io/lora_file.js';
 import { checkLoRAFiles } from './lora.js';
 import { loadLoRAs } from '../pipelines/lora.js';
+import { DualStreamPipeline } from '../pipelines/dual_stream.js';
 
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
 
@@ -55,6 +56,8 @@ interface GenerateFlags extends LongVideoFlags {
   device?: ExecutionProvider;
   maxMemory?: string;
   lora?: string[];
+  contentScale?: number;
+  motionScale?: number;
 }
 
 /** Reads `--latents file.safetensors`: a tensor named `latents` of shape [1, C, frames, h, w]. */
@@ -95,12 +98,21 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
           `${unseen.length === 1 ? 'it' : 'them'} to be ignored.\n`,
       );
   }
-  const pipe = await TextToVideoPipeline.fromPretrained(modelDir, {
-    ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
-    ...(flags.variant ? { variant: flags.variant } : {}),
-    ...(flags.device ? { ep: flags.device } : {}),
-  });
-  if (loras.length > 0) loadLoRAs(pipe, loras);
+  const dual = plan.pipeline === 'DualStreamPipeline';
+  for (const [flag, v] of [
+    ['--content-scale', flags.contentScale],
+    ['--motion-scale', flags.motionScale],
+  ] as const)
+    if (v !== undefined && !dual)
+      throw new KinemaError(
+        'GENERATE_BAD_OPTION',
+        `${flag} applies to DSDN dual-stream models (e.g. models/dsdn); ${modelDir} is a single-stream model`,
+      );
+  if (dual && loras.length > 0)
+    throw new KinemaError(
+      'GENERATE_BAD_OPTION',
+      `--lora: ${modelDir} is a DSDN model, whose increment units are its LoRA (use --content-scale/--motion-scale)`,
+    );
   const opts: TextToVideoOptions = {
     prompt,
     negativePrompt: flags.negative,
@@ -114,13 +126,44 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     fps: flags.fps,
     ...(flags.latents ? { latents: readLatentsFile(flags.latents) } : {}),
   };
+  if (dual) {
+    if (opts.guidanceRescale)
+      throw new KinemaError('GENERATE_BAD_OPTION', '--guidance-rescale is not implemented for DSDN models');
+    const pipe = await DualStreamPipeline.fromPretrained(modelDir, {
+      ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
+      ...(flags.device ? { ep: flags.device } : {}),
+    });
+    const events = pipe.generate({
+      ...opts,
+      ...(flags.contentScale !== undefined && { contentScale: flags.contentScale }),
+      ...(flags.motionScale !== undefined && { motionScale: flags.motionScale }),
+    });
+    await writeFromEvents(events, flags, format);
+    return flags.output;
+  }
+  const pipe = await TextToVideoPipeline.fromPretrained(modelDir, {
+    ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
+    ...(flags.variant ? { variant: flags.variant } : {}),
+    ...(flags.device ? { ep: flags.device } : {}),
+  });
+  if (loras.length > 0) loadLoRAs(pipe, loras);
   if (long) {
     await writeLongVideo(pipe, opts, long, { path: flags.output, format, fps: flags.fps });
     return flags.output;
   }
+  await writeFromEvents(pipe.generate(opts), flags, format);
+  return flags.output;
+}
+
+/** Draws the denoising bar from a pipeline's events and writes the video when they end. */
+async function writeFromEvents(
+  events: AsyncGenerator<PipelineEvent>,
+  flags: GenerateFlags,
+  format: VideoFormat,
+): Promise<void> {
   const bar = new Progress({ label: 'denoising', total: flags.steps, unit: 'steps' });
   try {
-    for await (const e of pipe.generate(opts)) {
+    for await (const e of events) {
       if (e.kind === 'step') bar.update(e.index + 1);
       if (e.kind === 'done') {
         bar.finish();
@@ -136,7 +179,6 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     bar.abandon();
     throw err;
   }
-  return flags.output;
 }
 
 export function generateCommand(): Command {
@@ -207,6 +249,16 @@ export function generateCommand(): Command {
       '--lora <file[:scale]>',
       'LoRA adapter (diffusers/PEFT or kohya safetensors) at a strength (default 1; 0 = the base model); repeatable',
       (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--content-scale <l>',
+      'DSDN models: strength λ_c of the content increment unit (default 1; 0 = the frozen base)',
+      numberOption('--content-scale'),
+    )
+    .option(
+      '--motion-scale <l>',
+      'DSDN models: strength λ_m of the motion increment unit (default 1; 0 = the frozen base)',
+      numberOption('--motion-scale'),
     )
     .addHelpText('after', generateHelpText())
     .action(async (prompt: string, flags: GenerateFlags) => {

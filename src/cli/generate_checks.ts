@@ -10,7 +10,8 @@ import { formatFromPath } from '../io/video/index.js';
 import type { VideoFormat } from '../io/video/index.js';
 import { parseUNet3DConfig } from '../models/unet3d/config.js';
 import { parseVaeConfig } from '../models/vae/config.js';
-import { checkModelIndex } from '../pipelines/model_index.js';
+import { parseDualStreamConfig } from '../models/dsdn/dual_stream_unet.js';
+import { checkModelIndex, pipelineClass } from '../pipelines/model_index.js';
 import {
   checkMemory,
   defaultMemoryLimit,
@@ -38,6 +39,8 @@ export interface GeneratePlan {
   width: number;
   height: number;
   long: LongVideoRequest | null;
+  /** The folder's pipeline class (model_index.json `_class_name`). */
+  pipeline: 'TextToVideoSDPipeline' | 'DualStreamPipeline';
   memory: MemoryEstimate;
   memoryLimit: number;
 }
@@ -116,7 +119,16 @@ export function planGenerate(
         : `no default model at ${modelDir}; pass --model <dir>`,
     );
   }
-  checkModelIndex(readModelIndex(modelDir), join(modelDir, 'model_index.json'));
+  const index = readModelIndex(modelDir);
+  checkModelIndex(index, join(modelDir, 'model_index.json'));
+  const pipeline = pipelineClass(index);
+  if (pipeline === 'DualStreamPipeline' && long)
+    throw new KinemaError(
+      'GENERATE_BAD_OPTION',
+      `--long: ${modelDir} is a DSDN dual-stream model, which generates one window (drop --long)`,
+    );
+  if (pipeline === 'DualStreamPipeline')
+    parseDualStreamConfig(readConfig(join(modelDir, 'dsdn')), join(modelDir, 'dsdn', 'config.json'));
   const format = outputFormat(flags.output, flags.format);
   checkOutputWritable(flags.output, format);
   const unet = parseUNet3DConfig(readConfig(join(modelDir, 'unet')));
@@ -141,10 +153,11 @@ export function planGenerate(
     halfWeights: weights.half,
     width,
     height,
-    frames: chunkFrames,
+    // the dual stream runs two UNets side by side: about twice the activations of one
+    frames: pipeline === 'DualStreamPipeline' ? 2 * chunkFrames : chunkFrames,
     outputFrames: chunkFrames,
   });
   const memoryLimit = flags.maxMemory !== undefined ? parseByteSize(flags.maxMemory) : defaultMemoryLimit();
   checkMemory(memory, memoryLimit, `${width}×${height}×${chunkFrames} frames`);
-  return { modelDir, format, width, height, long, memory, memoryLimit };
+  return { modelDir, format, width, height, long, pipeline, memory, memoryLimit };
 }

@@ -19,6 +19,7 @@ import { vaeStage } from '../training/stages/vae.js';
 import { unetStage } from '../training/stages/unet.js';
 import { vaeTemporalStage } from '../training/stages/vae_temporal.js';
 import { loraStage, WORLD_BACKGROUNDS } from '../training/stages/lora.js';
+import { dsdnStage } from '../training/stages/dsdn.js';
 import { KinemaError } from '../errors.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
@@ -28,6 +29,7 @@ export const TRAINING_STAGES: readonly StageDefinition[] = [
   unetStage,
   vaeTemporalStage,
   loraStage,
+  dsdnStage,
 ];
 
 export interface TrainFlags {
@@ -78,9 +80,18 @@ export function findStage(
   return stage;
 }
 
-function loraOnly(stage: StageDefinition, flag: string): true {
+function strictlyLora(stage: StageDefinition, flag: string): true {
   if (stage.name !== 'lora')
     throw new KinemaError('TRAIN_BAD_OPTION', `${flag} applies to the lora stage only, not '${stage.name}'`);
+  return true;
+}
+
+function loraOnly(stage: StageDefinition, flag: string): true {
+  if (stage.name !== 'lora' && stage.name !== 'dsdn')
+    throw new KinemaError(
+      'TRAIN_BAD_OPTION',
+      `${flag} applies to the lora and dsdn stages only, not '${stage.name}'`,
+    );
   return true;
 }
 
@@ -167,7 +178,9 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
       textLrScale: textEncoderOption(stage, flags, '--text-lr-scale', flags.textLrScale),
     }),
     ...(flags.frames !== undefined &&
-      (stage.name === 'lora' || unetOnly(stage, '--frames')) && { frames: flags.frames }),
+      (stage.name === 'lora' || stage.name === 'dsdn' || unetOnly(stage, '--frames')) && {
+        frames: flags.frames,
+      }),
     ...(flags.temporalPositions === true && {
       temporalPositions: unetOnly(stage, '--temporal-positions'),
     }),
@@ -196,18 +209,20 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
           .map((t) => t.trim())
           .filter((t) => t !== ''),
       }),
-    ...(flags.data !== undefined && loraOnly(stage, '--data') && { dataDir: resolve(flags.data) }),
+    ...(flags.data !== undefined && strictlyLora(stage, '--data') && { dataDir: resolve(flags.data) }),
     ...(flags.worldBackground !== undefined &&
-      loraOnly(stage, '--world-background') && { worldBackground: worldBackground(flags.worldBackground) }),
+      strictlyLora(stage, '--world-background') && {
+        worldBackground: worldBackground(flags.worldBackground),
+      }),
   };
 }
 
 /** `--base <dir>` (vae-temporal only): the pipeline folder whose VAE gets the temporal decoder. */
 function baseFolder(stage: StageDefinition, dir: string): string {
-  if (stage.name !== 'vae-temporal' && stage.name !== 'lora')
+  if (stage.name !== 'vae-temporal' && stage.name !== 'lora' && stage.name !== 'dsdn')
     throw new KinemaError(
       'TRAIN_BAD_OPTION',
-      `--base applies to the vae-temporal and lora stages only, not '${stage.name}'`,
+      `--base applies to the vae-temporal, lora and dsdn stages only, not '${stage.name}'`,
     );
   return resolve(dir);
 }

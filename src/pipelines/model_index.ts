@@ -4,7 +4,7 @@
 // component and the class (diffusers refuses an unknown class too).
 import { ModelLoadError } from '../io/model_folder.js';
 
-export const PIPELINE_CLASSES = ['TextToVideoSDPipeline'] as const;
+export const PIPELINE_CLASSES = ['TextToVideoSDPipeline', 'DualStreamPipeline'] as const;
 
 /** Component name → the class names Kinema can load there. */
 export const COMPONENT_CLASSES: Record<string, readonly string[]> = {
@@ -13,7 +13,13 @@ export const COMPONENT_CLASSES: Record<string, readonly string[]> = {
   text_encoder: ['CLIPTextModel'],
   tokenizer: ['CLIPTokenizer', 'CLIPTokenizerFast'],
   scheduler: ['DDIMScheduler', 'DDPMScheduler', 'DPMSolverMultistepScheduler'],
+  dsdn: ['DualStreamModel'],
 };
+
+/** The pipeline class a folder's index names (TextToVideoSDPipeline when it names none). */
+export function pipelineClass(index: Record<string, unknown>): (typeof PIPELINE_CLASSES)[number] {
+  return index['_class_name'] === 'DualStreamPipeline' ? 'DualStreamPipeline' : 'TextToVideoSDPipeline';
+}
 
 /** Checks the index's pipeline and component classes; throws MODEL_UNKNOWN_CLASS naming the first unknown. */
 export function checkModelIndex(index: Record<string, unknown>, path: string): void {

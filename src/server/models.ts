@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TextToVideoPipeline } from '../pipelines/text_to_video.js';
 import type { ModelDefaults } from './job_params.js';
+import { pipelineClass } from '../pipelines/model_index.js';
 
 export const REPO_MODELS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models');
 export const DEFAULT_MODEL_ID = 'default';
@@ -35,6 +36,11 @@ function modelDefaults(dir: string): ModelDefaults {
   return { width: side, height: side, frames: 16, steps: 25, fps: 8 };
 }
 
+/** Folders whose pipeline the job runner implements (single-stream text-to-video). */
+function servable(dir: string): boolean {
+  return pipelineClass(readJson(join(dir, 'model_index.json'))) === 'TextToVideoSDPipeline';
+}
+
 export class ModelRegistry {
   constructor(readonly roots: readonly string[]) {}
 
@@ -46,7 +52,8 @@ export class ModelRegistry {
       for (const ent of readdirSync(root, { withFileTypes: true })) {
         if (!ent.isDirectory() || seen.has(ent.name)) continue;
         const dir = join(root, ent.name);
-        if (existsSync(join(dir, 'model_index.json')))
+        // DSDN dual-stream folders (models/dsdn) are served by `kinema generate` only, not by the job runner yet.
+        if (existsSync(join(dir, 'model_index.json')) && servable(dir))
           seen.set(ent.name, { id: ent.name, dir, defaults: modelDefaults(dir) });
       }
     }

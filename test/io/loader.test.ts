@@ -43,7 +43,16 @@ test('MemoryLoader answers kind, list, readText and open as the disk does', () =
     assert.equal(loader.kind('models/default/nope'), null);
     assert.deepEqual(
       loader.list('models/default').map((e) => `${e.name}${e.isDir ? '/' : ''}`),
-      ['MODEL_CARD.md', 'lora/', 'model_index.json', 'scheduler/', 'text_encoder/', 'tokenizer/', 'unet/', 'vae/'],
+      [
+        'MODEL_CARD.md',
+        'lora/',
+        'model_index.json',
+        'scheduler/',
+        'text_encoder/',
+        'tokenizer/',
+        'unet/',
+        'vae/',
+      ],
     );
     assert.match(loader.readText('models/default/model_index.json'), /"unet"/);
     const f = loader.open('models/default/unet/diffusion_pytorch_model.safetensors');

@@ -47,7 +47,10 @@ test('train lora: 2 steps with a stop and a resume, adapter file loads onto the 
     const pipe = await TextToVideoPipeline.fromPretrained(DEFAULT_MODEL_DIR);
     assert.equal(loadLoRAs(pipe, [{ path: join(out, 'lora.safetensors'), scale: 1 }]).length, modules.size);
     // lora-only flags are refused on other stages, and a bad background names the choices
-    await assert.rejects(runTrain('unet', { seed: 0, rank: 2 }), /--rank applies to the lora stage only/);
+    await assert.rejects(
+      runTrain('unet', { seed: 0, rank: 2 }),
+      /--rank applies to the lora and dsdn stages only/,
+    );
     await assert.rejects(runTrain('lora', { ...flags, worldBackground: 'plaid' }), /stripes/);
   } finally {
     rmSync(out, { recursive: true, force: true });

@@ -34,6 +34,20 @@ export interface UNet3DForwardOptions {
 
 type Recorder = (name: string, t: Tensor) => Tensor;
 
+/** The traced forward between stages (see `UNet3DConditionModel.begin`). */
+export interface UNet3DState {
+  /** Features [B·F, C, h, w] after the last stage run. */
+  hidden: Tensor;
+  readonly skips: Tensor[];
+  readonly cond: BlockConditioning;
+  readonly rec: Recorder;
+  readonly batch: number;
+  readonly frames: number;
+  readonly height: number;
+  readonly width: number;
+  forwardSize: boolean | null;
+}
+
 /** A timestep-like input of shape [], [1] or [batch] as a [batch] vector. */
 function toBatch(t: Tensor, batch: number, what: string): Tensor {
   if (t.rank === 0 || (t.rank === 1 && t.shape[0] === 1)) return op.expand(op.reshape(t, [1]), [batch]);
@@ -169,6 +183,24 @@ export class UNet3DConditionModel extends Module {
     encoderHiddenStates: Tensor,
     opts: UNet3DForwardOptions = {},
   ): Tensor {
+    const s = this.begin(sample, timestep, encoderHiddenStates, opts);
+    this.down(s);
+    this.mid(s);
+    for (let i = 0; i < this.upBlocks.length; i++) this.up(s, i);
+    return this.end(s);
+  }
+
+  /**
+   * The forward in stages (begin → down → mid → up(0…n−1) → end), each updating `state.hidden` [B·F, C, h, w],
+   * so that another network can read or change the features between blocks (DSDN's interaction blocks run
+   * between two UNets' stages, src/models/dsdn/).
+   */
+  begin(
+    sample: Tensor,
+    timestep: Tensor,
+    encoderHiddenStates: Tensor,
+    opts: UNet3DForwardOptions = {},
+  ): UNet3DState {
     const [b, , frames, height, width] = this.checkInputs(sample, encoderHiddenStates);
     const rec: Recorder = (name, t) => {
       if (opts.intermediates) opts.intermediates[name] = t;
@@ -187,16 +219,37 @@ export class UNet3DConditionModel extends Module {
     ]);
     h = rec('conv_in', this.convIn.forward(h));
     h = rec('transformer_in', this.transformerIn.forward(h, frames, encoderHiddenStates));
-    const skips: Tensor[] = [h];
+    return { hidden: h, skips: [h], cond, rec, batch: b, frames, height, width, forwardSize: null };
+  }
+
+  down(s: UNet3DState): void {
     this.downBlocks.forEach((block, i) => {
-      const out = block.forward(h, cond);
-      h = rec(`down_blocks.${i}`, out.hidden);
-      skips.push(...out.residuals);
+      const out = block.forward(s.hidden, s.cond);
+      s.hidden = s.rec(`down_blocks.${i}`, out.hidden);
+      s.skips.push(...out.residuals);
     });
-    h = rec('mid_block', this.midBlock.forward(h, cond));
-    h = this.upPath(h, skips, cond, rec);
-    h = rec('conv_norm_out', this.convNormOut.forward(h));
-    h = rec('conv_out', this.convOut.forward(op.silu(h)));
+    // Sizes that are not multiples of the total upsampling factor: each upsampler targets its skip's size.
+    const factor = 2 ** this.upBlocks.filter((b) => b.upsampler).length;
+    const first = s.skips[0]!.shape;
+    s.forwardSize = first[2]! % factor !== 0 || first[3]! % factor !== 0;
+  }
+
+  mid(s: UNet3DState): void {
+    s.hidden = s.rec('mid_block', this.midBlock.forward(s.hidden, s.cond));
+  }
+
+  up(s: UNet3DState, i: number): void {
+    const block = this.upBlocks[i]!;
+    const res = s.skips.splice(s.skips.length - block.numLayers, block.numLayers);
+    const isFinal = i === this.upBlocks.length - 1;
+    const size = !isFinal && s.forwardSize ? s.skips[s.skips.length - 1]!.shape.slice(2) : undefined;
+    s.hidden = s.rec(`up_blocks.${i}`, block.forward(s.hidden, res, s.cond, size));
+  }
+
+  end(s: UNet3DState): Tensor {
+    let h = s.rec('conv_norm_out', this.convNormOut.forward(s.hidden));
+    h = s.rec('conv_out', this.convOut.forward(op.silu(h)));
+    const { batch: b, frames, height, width } = s;
     return op.transpose(op.reshape(h, [b, frames, this.config.outChannels, height, width]), [0, 2, 1, 3, 4]);
   }
 
@@ -246,21 +299,6 @@ export class UNet3DConditionModel extends Module {
       );
     }
     return emb;
-  }
-
-  private upPath(x: Tensor, skips: Tensor[], cond: BlockConditioning, rec: Recorder): Tensor {
-    // Sizes that are not multiples of the total upsampling factor: each upsampler targets its skip's size.
-    const factor = 2 ** this.upBlocks.filter((b) => b.upsampler).length;
-    const first = skips[0]!.shape;
-    const forwardSize = first[2]! % factor !== 0 || first[3]! % factor !== 0;
-    let h = x;
-    this.upBlocks.forEach((block, i) => {
-      const res = skips.splice(skips.length - block.numLayers, block.numLayers);
-      const isFinal = i === this.upBlocks.length - 1;
-      const size = !isFinal && forwardSize ? skips[skips.length - 1]!.shape.slice(2) : undefined;
-      h = rec(`up_blocks.${i}`, block.forward(h, res, cond, size));
-    });
-    return h;
   }
 
   /** Host call: compiles one program per input signature (cached) and runs it. */

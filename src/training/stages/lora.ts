@@ -47,7 +47,7 @@ export function worldSubsetSource(seed: number, kind?: WorldBackground): ClipSou
 }
 
 /** The base's training noise schedule, as the UNet stage can reproduce it (its scaled-linear betas). */
-async function baseSchedule(
+export async function baseSchedule(
   base: string,
 ): Promise<{ predictionType: 'epsilon' | 'v_prediction'; zeroTerminalSnr: boolean }> {
   const cfg = (await readJsonLenient(join(base, 'scheduler', 'scheduler_config.json'))) as Record<
@@ -58,14 +58,14 @@ async function baseSchedule(
   if (prediction !== 'epsilon' && prediction !== 'v_prediction')
     throw new KinemaError(
       'TRAIN_BAD_SETTINGS',
-      `lora: --base ${base}: prediction_type '${String(prediction)}' is not trainable here`,
+      `--base ${base}: prediction_type '${String(prediction)}' is not trainable here`,
     );
   const scaled =
     cfg['beta_schedule'] === 'scaled_linear' && cfg['beta_start'] === 0.00085 && cfg['beta_end'] === 0.012;
   if (!scaled || (cfg['trained_betas'] !== null && cfg['trained_betas'] !== undefined))
     throw new KinemaError(
       'TRAIN_BAD_SETTINGS',
-      `lora: --base ${base}: only the scaled-linear 0.00085–0.012 betas of the UNet stage are supported`,
+      `--base ${base}: only the scaled-linear 0.00085–0.012 betas of the UNet stage are supported`,
     );
   return { predictionType: prediction, zeroTerminalSnr: cfg['rescale_betas_zero_snr'] === true };
 }
@@ -81,7 +81,7 @@ async function runLoraStage(opts: StageOptions): Promise<StageResult> {
   const base = opts.base ?? DEFAULT_MODEL_DIR;
   for (const c of ['unet', 'scheduler'])
     if (!existsSync(join(base, c)))
-      throw new KinemaError('TRAIN_BAD_SETTINGS', `lora: --base ${base} has no ${c}/ folder`);
+      throw new KinemaError('TRAIN_BAD_SETTINGS', `--base ${base} has no ${c}/ folder`);
   const rank = opts.loraRank ?? 4;
   const alpha = opts.loraAlpha ?? rank;
   const targets = opts.loraTargets ?? DEFAULT_UNET_LORA_TARGETS;

@@ -182,6 +182,36 @@ export class UnetTrainingData {
     return feeds;
   }
 
+  /**
+   * Clean clip latents [B, C, F, h, w] of step `step` (no stills) with their text states [B, 77, D] and timesteps,
+   * and the step's generator positioned for the noise: for stages that noise the latents themselves (DSDN).
+   */
+  async cleanClips(
+    step: number,
+  ): Promise<{ x0: Float32Array; context: Float32Array; timesteps: number[]; rng: Generator }> {
+    const b = this.r.batchSize;
+    const rng = indexedGenerator(this.r.seed, RNG_PURPOSE, step);
+    const clips = await this.part(step * b, b, this.r.frames, rng.uniform(2 * b));
+    if (!(clips.context instanceof Float32Array))
+      throw new KinemaError('TRAIN_BAD_SETTINGS', 'cleanClips: the text encoder must be frozen');
+    const x0 = await this.encodeLatents([clips], rng);
+    return { x0, context: clips.context, timesteps: clips.timesteps, rng };
+  }
+
+  /** The noisy latents and the training target (noise or v) of x₀ under `noise` at per-sample timesteps. */
+  noisyAndTarget(
+    x0: Float32Array,
+    noise: Float32Array,
+    timesteps: number[],
+  ): { noisy: Float32Array; target: Float32Array } {
+    return { noisy: this.schedule.addNoise(x0, noise, timesteps), target: this.target(x0, noise, timesteps) };
+  }
+
+  /** The frame rate the clips are conditioned on. */
+  get fps(): number {
+    return this.r.fps;
+  }
+
   /** The text probe's captions of step `step` (token ids) and what each names (targets rows). */
   private async probeFeeds(step: number, n: number): Promise<Record<string, HostTensor>> {
     const { width, height } = this.r;
