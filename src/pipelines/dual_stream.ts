@@ -29,7 +29,7 @@ import { ModelLoadError, loadStateDict, readConfig, readModelIndex } from '../io
 import { joinPath as join, resolveLoader } from '../io/loader.js';
 import type { FileLoader } from '../io/loader.js';
 import { checkModelIndex, pipelineClass } from './model_index.js';
-import { TextToVideoPipeline, postprocess } from './text_to_video.js';
+import { TextToVideoPipeline, concatBatch, postprocess } from './text_to_video.js';
 import type { PipelineEvent, TextToVideoOptions } from './text_to_video.js';
 import { KinemaError } from '../errors.js';
 
@@ -194,7 +194,7 @@ export class DualStreamPipeline {
           content[(ci * f + fi) * h * w + k] = image[ci * h * w + k]! * scheduler.initNoiseSigma;
     let cl: Float32Array = content;
     let ml = motionStart.data as Float32Array;
-    const ctx = concat(negativePromptEmbeds, promptEmbeds);
+    const ctx = concatBatch(negativePromptEmbeds, promptEmbeds);
     const withFps = unet.config.fpsCond === true;
     const run = await this.program(shape, ctx.shape, withFps, o.interaction !== false);
     const steps = o.numInferenceSteps ?? 25;
@@ -225,11 +225,4 @@ export class DualStreamPipeline {
     yield { kind: 'decoded', video };
     yield { kind: 'done', ...postprocess(video) };
   }
-}
-
-function concat(a: HostTensor, b: HostTensor): HostTensor {
-  const out = new Float32Array(a.data.length + b.data.length);
-  out.set(a.data as Float32Array, 0);
-  out.set(b.data as Float32Array, a.data.length);
-  return hostTensor(out, [a.shape[0]! + b.shape[0]!, ...a.shape.slice(1)]);
 }

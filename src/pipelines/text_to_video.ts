@@ -293,7 +293,8 @@ export class TextToVideoPipeline {
   }
 }
 
-function concatBatch(a: HostTensor, b: HostTensor): HostTensor {
+/** Two host tensors stacked along the batch axis (the (uncond, cond) pair of guidance). */
+export function concatBatch(a: HostTensor, b: HostTensor): HostTensor {
   const out = new Float32Array(a.data.length + b.data.length);
   out.set(a.data as Float32Array, 0);
   out.set(b.data as Float32Array, a.data.length);

@@ -107,7 +107,7 @@ export function exportComponent(dir: string, c: ComponentExport): ExportedCompon
 }
 
 /** Puts folder `temp` at `dest`, replacing an existing `dest` through a backup name (restored on failure). */
-function swapFolder(temp: string, dest: string): void {
+export function swapFolder(temp: string, dest: string): void {
   if (!existsSync(dest)) {
     renameSync(temp, dest);
     return;

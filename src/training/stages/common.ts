@@ -447,3 +447,24 @@ export async function writeRunReport(
   writeJsonAtomic(join(opts.out, 'metrics.json'), full);
   return full;
 }
+
+/** Mean seconds per optimizer step of a run's history (null before the first step), to the millisecond. */
+export function secondsPerStep(history: LossHistory): number | null {
+  const steps = history.losses.length;
+  return steps > 0 ? Math.round((history.totalSeconds / steps) * 1000) / 1000 : null;
+}
+
+/** A stage's result from its training outcome, report metrics and exported paths. */
+export function stageResult(
+  outcome: TrainingOutcome,
+  metrics: Readonly<Record<string, unknown>>,
+  exported: readonly string[],
+): StageResult {
+  return {
+    completed: outcome.completed,
+    step: outcome.result.endStep,
+    losses: outcome.history.losses,
+    metrics,
+    exported,
+  };
+}

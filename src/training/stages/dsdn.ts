@@ -6,7 +6,7 @@
 // pipeline samples from, docs/dsdn.md), the motion features with independent noise; the loss is the sum of the
 // two streams' mean squared errors against their targets (noise or v, the base's prediction type). Writes a
 // pipeline folder (the base's components + dsdn/) to --export, or to <out>/model.
-import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as op from '../../engine/ops.js';
@@ -26,8 +26,8 @@ import { attachLoRA, DEFAULT_UNET_LORA_TARGETS } from '../../nn/lora.js';
 import type { StateDict } from '../../nn/module.js';
 import { GradStep } from '../trainer.js';
 import { ParameterSubset } from '../parameter_subset.js';
-import { exportComponent, writeJsonAtomic } from '../export.js';
-import { logLine, prefetching, runTraining, writeRunReport } from './common.js';
+import { exportComponent, swapFolder, writeJsonAtomic } from '../export.js';
+import { logLine, prefetching, runTraining, writeRunReport, secondsPerStep, stageResult } from './common.js';
 import type { StageDefinition, StageOptions, StageResult } from './common.js';
 import { UnetTrainingData } from './unet.js';
 import { DEFAULT_MODEL_DIR, resolveUnetSettings } from './unet_settings.js';
@@ -173,21 +173,14 @@ async function runDsdnStage(opts: StageOptions): Promise<StageResult> {
     exported.push(dir);
     logLine(opts, `dsdn: wrote the pipeline folder ${dir}`);
   }
-  const steps = outcome.history.losses.length;
   const metrics = await writeRunReport(opts, 'DSDN: content + motion stream loss', outcome.history, {
     rank,
     alpha,
     motion_scale: motionScale,
     trainable_parameters: view.parameterCount(),
-    seconds_per_step: steps > 0 ? Math.round((outcome.history.totalSeconds / steps) * 1000) / 1000 : null,
+    seconds_per_step: secondsPerStep(outcome.history),
   });
-  return {
-    completed: outcome.completed,
-    step: outcome.result.endStep,
-    losses: outcome.history.losses,
-    metrics,
-    exported,
-  };
+  return stageResult(outcome, metrics, exported);
 }
 
 /**
@@ -215,12 +208,7 @@ export function writeDualStreamFolder(
     });
     const index = JSON.parse(readFileSync(join(base, 'model_index.json'), 'utf8')) as Record<string, unknown>;
     writeJsonAtomic(join(temp, 'model_index.json'), dualStreamModelIndex(index));
-    if (existsSync(dir)) {
-      const old = `${temp}.old`;
-      renameSync(dir, old);
-      renameSync(temp, dir);
-      rmSync(old, { recursive: true, force: true });
-    } else renameSync(temp, dir);
+    swapFolder(temp, dir);
   } catch (err) {
     rmSync(temp, { recursive: true, force: true });
     throw err;

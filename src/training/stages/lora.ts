@@ -16,7 +16,7 @@ import { worldSample } from '../data/world.js';
 import type { Background } from '../data/world.js';
 import { clipFolderSource, readClipFolder } from '../data/clip_folder.js';
 import { ParameterSubset } from '../parameter_subset.js';
-import { logLine, prefetching, runTraining, writeRunReport } from './common.js';
+import { logLine, prefetching, runTraining, writeRunReport, secondsPerStep, stageResult } from './common.js';
 import type { StageDefinition, StageOptions, StageResult } from './common.js';
 import { UnetTrainingData, unetGradStep } from './unet.js';
 import { DEFAULT_MODEL_DIR, resolveUnetSettings } from './unet_settings.js';
@@ -150,18 +150,11 @@ async function runLoraStage(opts: StageOptions): Promise<StageResult> {
     saveLoRAFile(file, modules, { kinema_lora: JSON.stringify(setup) });
     exported.push(file);
   }
-  const steps = outcome.history.losses.length;
   const metrics = await writeRunReport(opts, 'LoRA: UNet loss with the adapter', outcome.history, {
     rank,
     alpha,
     trainable_parameters: view.parameterCount(),
-    seconds_per_step: steps > 0 ? Math.round((outcome.history.totalSeconds / steps) * 1000) / 1000 : null,
+    seconds_per_step: secondsPerStep(outcome.history),
   });
-  return {
-    completed: outcome.completed,
-    step: outcome.result.endStep,
-    losses: outcome.history.losses,
-    metrics,
-    exported,
-  };
+  return stageResult(outcome, metrics, exported);
 }

@@ -23,7 +23,15 @@ import { mixFrameNoise } from '../../schedulers/frame_noise.js';
 import type { StateDict } from '../../nn/module.js';
 import { formatDuration } from '../../cli/progress.js';
 import { GradStep } from '../trainer.js';
-import { indexedGenerator, logLine, prefetching, runTraining, writeRunReport } from './common.js';
+import {
+  indexedGenerator,
+  logLine,
+  prefetching,
+  runTraining,
+  writeRunReport,
+  secondsPerStep,
+  stageResult,
+} from './common.js';
 import type { StageDefinition, StageOptions, StageResult } from './common.js';
 import { toFloatCHW, worldSample } from '../data/world.js';
 import { CAPTION_ATTRIBUTE_CLASSES, captionAttributeTargets } from '../data/caption_attributes.js';
@@ -628,7 +636,6 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       ),
     );
   }
-  const steps = outcome.history.losses.length;
   const metrics = await writeRunReport(
     opts,
     `UNet3D ${r.predictionType === 'epsilon' ? 'noise' : 'v'}-prediction MSE`,
@@ -637,14 +644,8 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
       parameters: unet.parameterCount(),
       frames: r.frames,
       images_per_step: r.images,
-      seconds_per_step: steps > 0 ? Math.round((outcome.history.totalSeconds / steps) * 1000) / 1000 : null,
+      seconds_per_step: secondsPerStep(outcome.history),
     },
   );
-  return {
-    completed: outcome.completed,
-    step: outcome.result.endStep,
-    losses: outcome.history.losses,
-    metrics,
-    exported,
-  };
+  return stageResult(outcome, metrics, exported);
 }
