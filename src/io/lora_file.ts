@@ -121,6 +121,12 @@ export function readLoRAFile(path: string, loader?: FileLoader): LoRAFileContent
           throw new LoRAFileError(
             `${path}: module '${stem}': down [${e.down.shape}] and up [${e.up.shape}] disagree on the rank`,
           );
+        // kohya's trainers always write `.alpha` (its scale is alpha/rank, with alpha often ≠ rank): without it the
+        // strength cannot be known, so it is refused; PEFT keeps alpha in adapter_config.json, so α = r there.
+        if (layouts.has('kohya') && e.alpha === undefined)
+          throw new LoRAFileError(
+            `${path}: kohya module '${component === 'unet' ? 'lora_unet_' : 'lora_te_'}${stem}' has no '.alpha' (kohya files carry one per module; the scale alpha/rank is unknown without it)`,
+          );
         out.set(stem, { fileKey: stem, down: e.down, up: e.up, alpha: e.alpha ?? null, rank });
       }
       components.set(component, out);

@@ -150,8 +150,17 @@ test('bad LoRA files are refused by name and leave the pipeline unchanged', asyn
         {
           'lora_unet_mid_block_nothing.lora_down.weight': f([2, 4]),
           'lora_unet_mid_block_nothing.lora_up.weight': f([4, 2]),
+          'lora_unet_mid_block_nothing.alpha': { dtype: 'F32', shape: [], data: Float32Array.of(2) },
         },
         /'lora_unet_mid_block_nothing' matches no linear or conv layer/,
+      ],
+      [
+        'kohya-noalpha',
+        {
+          'lora_unet_mid_block_nothing.lora_down.weight': f([2, 4]),
+          'lora_unet_mid_block_nothing.lora_up.weight': f([4, 2]),
+        },
+        /kohya module 'lora_unet_mid_block_nothing' has no '\.alpha'/,
       ],
     ];
     const before = pipe.components.unet.stateDict;
