@@ -12,6 +12,7 @@ import type { CompiledFunction } from '../nn/compile.js';
 import { CLIPTokenizer } from '../models/clip/tokenizer.js';
 import { CLIPTextModel } from '../models/clip/text_model.js';
 import { UNet3DConditionModel } from '../models/unet3d/unet3d.js';
+import type { LvdmUNet } from '../models/lvdm/unet.js';
 import { AutoencoderKL } from '../models/vae/autoencoder_kl.js';
 import { loadScheduler, mixFrameNoise } from '../schedulers/index.js';
 import type { Scheduler, SchedulerName } from '../schedulers/index.js';
@@ -61,20 +62,23 @@ export type PipelineEvent =
       framesFloat: Float32Array; /* [F, H, W, 3] in [0, 1] */
     };
 
-export interface PipelineComponents {
+/** The denoisers the pipeline runs: diffusers' UNet3D, or VideoCrafter's LVDM UNet loaded from a .ckpt. */
+export type VideoUNet = UNet3DConditionModel | LvdmUNet;
+
+export interface PipelineComponents<U extends VideoUNet = UNet3DConditionModel> {
   tokenizer: CLIPTokenizer;
   textEncoder: CLIPTextModel;
-  unet: UNet3DConditionModel;
+  unet: U;
   vae: AutoencoderKL;
   scheduler: Scheduler;
 }
 
 const UNET_FOLDERS = ['unet', 'unet3d'];
 
-export class TextToVideoPipeline {
+export class TextToVideoPipeline<U extends VideoUNet = UNet3DConditionModel> {
   private readonly guided = new Map<string, Promise<CompiledFunction>>();
   constructor(
-    readonly components: PipelineComponents,
+    readonly components: PipelineComponents<U>,
     /** ONNX Runtime execution provider of the UNet program (the text encoder and VAE carry their own). */
     readonly ep: ExecutionProvider = 'cpu',
   ) {}
@@ -182,7 +186,7 @@ export class TextToVideoPipeline {
     const shape = [1, unet.config.inChannels, o.numFrames ?? 16, height / f, width / f];
     const noise = gen.normal(shape.reduce((a, b) => a * b, 1));
     // A UNet trained on frame-correlated noise (config frame_noise_shared) starts from the same kind of noise.
-    const rho = unet.config.frameNoiseShared;
+    const rho = 'frameNoiseShared' in unet.config ? unet.config.frameNoiseShared : 0;
     if (rho > 0) mixFrameNoise(noise, gen.normal(shape[1]! * shape[3]! * shape[4]!), shape, rho);
     if (scheduler.initNoiseSigma !== 1)
       for (let i = 0; i < noise.length; i++) noise[i]! *= scheduler.initNoiseSigma;

@@ -48,7 +48,7 @@ test('a whole LatentDiffusion checkpoint loads strictly: UNet, first stage, Open
     assert.equal(loaded.textEncoder!.config.numHiddenLayers, 2);
     assert.equal(loaded.vae.config.scalingFactor, 0.18215);
     // The parts are the fixtures' own weights.
-    const unetAlone = TorchCheckpoint.open(resolve('test/fixtures/lvdm/unet.pt'));
+    const unetAlone = TorchCheckpoint.open(resolve('test/fixtures/lvdm/unet_t2v.pt'));
     const key = 'input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight';
     assert.deepEqual(loaded.unet.stateDict.get(key), unetAlone.readFloat32(`model.diffusion_model.${key}`));
     unetAlone.close();
