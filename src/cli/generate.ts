@@ -23,6 +23,7 @@ import { parseLoRASpec } from '../io/lora_file.js';
 import { checkLoRAFiles } from './lora.js';
 import { loadLoRAs } from '../pipelines/lora.js';
 import { DualStreamPipeline } from '../pipelines/dual_stream.js';
+import { textToVideoFromCheckpoint } from '../pipelines/lvdm_checkpoint.js';
 
 export const DEFAULT_MODEL_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/default');
 
@@ -58,6 +59,8 @@ interface GenerateFlags extends LongVideoFlags {
   lora?: string[];
   contentScale?: number;
   motionScale?: number;
+  config?: string;
+  tokenizer?: string;
 }
 
 /** Reads `--latents file.safetensors`: a tensor named `latents` of shape [1, C, frames, h, w]. */
@@ -126,6 +129,20 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     fps: flags.fps,
     ...(flags.latents ? { latents: readLatentsFile(flags.latents) } : {}),
   };
+  if (plan.pipeline === 'LvdmCheckpoint') {
+    if (loras.length > 0 || long)
+      throw new KinemaError(
+        'GENERATE_BAD_OPTION',
+        `${loras.length > 0 ? '--lora' : '--long'} is not implemented for VideoCrafter checkpoints (--model ${modelDir}) yet`,
+      );
+    const pipe = await textToVideoFromCheckpoint(modelDir, {
+      config: flags.config!,
+      tokenizer: flags.tokenizer!,
+      ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
+    });
+    await writeFromEvents(pipe.generate(opts), flags, format);
+    return flags.output;
+  }
   if (dual) {
     if (opts.guidanceRescale)
       throw new KinemaError('GENERATE_BAD_OPTION', '--guidance-rescale is not implemented for DSDN models');
@@ -185,7 +202,18 @@ export function generateCommand(): Command {
   return addLongVideoOptions(new Command('generate'))
     .description('generate a video from a text prompt')
     .argument('<prompt>', 'what the video shows')
-    .option('-m, --model <dir>', 'diffusers-layout model folder (default: the shipped model)')
+    .option(
+      '-m, --model <dir>',
+      'diffusers-layout model folder (default: the shipped model), or a VideoCrafter .ckpt with --config and --tokenizer',
+    )
+    .option(
+      '--config <yaml>',
+      "--model X.ckpt: the checkpoint's inference YAML (VideoCrafter's configs/inference_*.yaml)",
+    )
+    .option(
+      '--tokenizer <dir>',
+      '--model X.ckpt: a CLIP tokenizer folder (Hugging Face layout, e.g. Stable Diffusion 2 tokenizer/)',
+    )
     .option(
       '-o, --output <path>',
       'output file (.mp4, .webm, .gif, .webp) or folder for PNG frames',

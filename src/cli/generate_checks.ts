@@ -11,6 +11,9 @@ import type { VideoFormat } from '../io/video/index.js';
 import { parseUNet3DConfig } from '../models/unet3d/config.js';
 import { parseVaeConfig } from '../models/vae/config.js';
 import { parseDualStreamConfig } from '../models/dsdn/dual_stream_unet.js';
+import { readLvdmConfigFile } from '../models/lvdm/checkpoint.js';
+import { parseLvdmUNetConfig } from '../models/lvdm/config.js';
+import { ldmVaeConfig } from '../models/lvdm/vae.js';
 import { checkModelIndex, pipelineClass } from '../pipelines/model_index.js';
 import {
   checkMemory,
@@ -24,6 +27,9 @@ import type { LongVideoFlags, LongVideoRequest } from './long_video_options.js';
 
 export interface GenerateCheckFlags extends LongVideoFlags {
   model?: string;
+  /** --model X.ckpt: its inference YAML and a CLIP tokenizer folder. */
+  config?: string;
+  tokenizer?: string;
   output: string;
   frames: number;
   height?: number;
@@ -40,7 +46,7 @@ export interface GeneratePlan {
   height: number;
   long: LongVideoRequest | null;
   /** The folder's pipeline class (model_index.json `_class_name`). */
-  pipeline: 'TextToVideoSDPipeline' | 'DualStreamPipeline';
+  pipeline: 'TextToVideoSDPipeline' | 'DualStreamPipeline' | 'LvdmCheckpoint';
   memory: MemoryEstimate;
   memoryLimit: number;
 }
@@ -111,6 +117,13 @@ export function planGenerate(
   if (!prompt.trim()) throw new KinemaError('GENERATE_EMPTY_PROMPT', 'the prompt is empty');
   const long = longVideoRequest(flags, flags.frames, flags.steps);
   const modelDir = resolve(flags.model ?? defaultModelDir);
+  if (existsSync(modelDir) && statSync(modelDir).isFile()) return planCheckpoint(modelDir, flags, long);
+  for (const flag of ['config', 'tokenizer'] as const)
+    if (flags[flag] !== undefined)
+      throw new KinemaError(
+        'GENERATE_BAD_OPTION',
+        `--${flag} applies to --model <file.ckpt> (a VideoCrafter checkpoint), not to a model folder`,
+      );
   if (!existsSync(join(modelDir, 'model_index.json'))) {
     throw new KinemaError(
       'MODEL_NOT_FOUND',
@@ -160,4 +173,61 @@ export function planGenerate(
   const memoryLimit = flags.maxMemory !== undefined ? parseByteSize(flags.maxMemory) : defaultMemoryLimit();
   checkMemory(memory, memoryLimit, `${width}×${height}×${chunkFrames} frames`);
   return { modelDir, format, width, height, long, pipeline, memory, memoryLimit };
+}
+
+/** `--model X.ckpt --config inference.yaml --tokenizer DIR`: a VideoCrafter checkpoint as released. */
+function planCheckpoint(
+  path: string,
+  flags: GenerateCheckFlags,
+  long: LongVideoRequest | null,
+): GeneratePlan {
+  if (flags.config === undefined || flags.tokenizer === undefined)
+    throw new KinemaError(
+      'GENERATE_BAD_OPTION',
+      `--model ${path} is a checkpoint file: give its inference YAML (--config, e.g. VideoCrafter's ` +
+        `configs/inference_t2v_512_v1.0.yaml) and a CLIP tokenizer folder (--tokenizer, e.g. Stable Diffusion 2's tokenizer/)`,
+    );
+  const settings = readLvdmConfigFile(resolve(flags.config));
+  const tok = resolve(flags.tokenizer);
+  if (!['tokenizer.json', 'vocab.json'].some((f) => existsSync(join(tok, f))))
+    throw new KinemaError(
+      'GENERATE_BAD_OPTION',
+      `--tokenizer ${flags.tokenizer}: no tokenizer.json or vocab.json there (a Hugging Face CLIP tokenizer folder)`,
+    );
+  const format = outputFormat(flags.output, flags.format);
+  checkOutputWritable(flags.output, format);
+  const unet = parseLvdmUNetConfig(settings.unet);
+  const vae = parseVaeConfig(ldmVaeConfig(settings.ddconfig, { scaleFactor: settings.scaleFactor }));
+  const factor = 2 ** (vae.blockOutChannels.length - 1);
+  const [lh, lw] = settings.latentSize ?? [32, 32];
+  const width = flags.width ?? lw * factor;
+  const height = flags.height ?? lh * factor;
+  if (width % factor !== 0 || height % factor !== 0)
+    throw new KinemaError(
+      'GENERATE_BAD_SIZE',
+      `--width ${width} --height ${height}: both must be multiples of ${factor} (this model's VAE factor)`,
+    );
+  const frames = long ? long.chunk : flags.frames;
+  // The estimate's UNet terms from the LVDM config: level widths, attention at the YAML's resolutions, heads.
+  const widths = unet.channelMult.map((m) => m * unet.modelChannels);
+  const memory = estimateRunMemory({
+    unet: {
+      inChannels: unet.inChannels,
+      blockOutChannels: widths,
+      downBlockTypes: widths.map((_, i) =>
+        unet.attentionResolutions.includes(2 ** i) ? 'CrossAttnDownBlock3D' : 'DownBlock3D',
+      ),
+      attentionHeadDim: Math.max(...widths) / unet.numHeadChannels,
+    },
+    vae,
+    weightBytes: statSync(path).size,
+    halfWeights: false,
+    width,
+    height,
+    frames,
+    outputFrames: frames,
+  });
+  const memoryLimit = flags.maxMemory !== undefined ? parseByteSize(flags.maxMemory) : defaultMemoryLimit();
+  checkMemory(memory, memoryLimit, `${width}×${height}×${frames} frames`);
+  return { modelDir: path, format, width, height, long, pipeline: 'LvdmCheckpoint', memory, memoryLimit };
 }

@@ -29,6 +29,8 @@ export interface LvdmModelSettings {
   readonly embedDim: number | undefined;
   /** `cond_stage_config.params.layer` (VideoCrafter: 'penultimate'). */
   readonly textLayer: OpenClipLayer;
+  /** `image_size`: the latent [h, w] the model was trained at (VideoCrafter1 512: [40, 64]), when given. */
+  readonly latentSize: [number, number] | undefined;
 }
 
 function fail(where: string, message: string): never {
@@ -78,7 +80,17 @@ export function parseLvdmSettings(doc: unknown, where = 'LVDM config'): LvdmMode
   const embed = first['embed_dim'];
   if (embed !== undefined && typeof embed !== 'number')
     fail(where, 'first_stage_config.params.embed_dim must be a number');
+  const size = p['image_size'];
+  const latentSize =
+    size === undefined
+      ? undefined
+      : typeof size === 'number'
+        ? ([size, size] as [number, number])
+        : Array.isArray(size) && size.length === 2 && size.every((v) => typeof v === 'number')
+          ? ([size[0], size[1]] as [number, number])
+          : fail(where, `model.params.image_size must be a number or [h, w], got ${JSON.stringify(size)}`);
   return {
+    latentSize,
     linearStart: num('linear_start', 1e-4),
     linearEnd: num('linear_end', 2e-2),
     timesteps: num('timesteps', 1000),
