@@ -34,6 +34,8 @@ export interface ClipEmbedder {
   /** `pixels` holds `count` preprocessed images back to back, each [3, S, S]; returns one embedding per image. */
   embedImages(pixels: Float32Array, count: number): Promise<Float32Array[]>;
   embedText(text: string): Promise<Float32Array>;
+  /** The model's own preprocessing (its image size); a scorer uses it unless told otherwise. */
+  readonly preprocess?: ClipPreprocessOptions;
 }
 
 /** Output (height, width) of transformers' shortest-edge resize. */
@@ -157,7 +159,9 @@ export class ClipVideoScorer {
   }
 
   async push(frame: Uint8Array): Promise<void> {
-    this.batch.push(clipPreprocess(frame, this.width, this.height, this.opts.preprocess));
+    this.batch.push(
+      clipPreprocess(frame, this.width, this.height, this.opts.preprocess ?? this.embedder.preprocess),
+    );
     if (this.batch.length >= this.batchSize) await this.flush();
   }
 

@@ -144,3 +144,23 @@ test('ClipVideoScorer without a prompt computes only frame consistency; errors a
   );
   assert.throws(() => cosineSimilarity([0, 0], [1, 1]), /zero-length/);
 });
+
+test("a scorer preprocesses at the embedder's own image size (a 64-px CLIP gets 64² crops, not 224²)", async () => {
+  const sizes: number[] = [];
+  const small: ClipEmbedder = {
+    preprocess: { shortestEdge: 64, cropSize: 64 },
+    async embedImages(pixels: Float32Array, count: number) {
+      sizes.push(pixels.length / count);
+      return Array.from({ length: count }, () => Float32Array.from([1, 0, 0]));
+    },
+    async embedText() {
+      return Float32Array.from([1, 0, 0]);
+    },
+  };
+  const video: RgbVideo = { frames: [0, 1].map(() => solidFrame(48, 32, [9, 9, 9])), width: 48, height: 32 };
+  assert.ok(Math.abs((await frameConsistency(video, small)) - 1) < 1e-6);
+  assert.deepEqual(sizes, [3 * 64 * 64]);
+  // An explicit option still wins over the embedder's.
+  await frameConsistency(video, small, { preprocess: { shortestEdge: 32, cropSize: 32 } });
+  assert.deepEqual(sizes, [3 * 64 * 64, 3 * 32 * 32]);
+});
