@@ -124,7 +124,12 @@ function addPositions(x: Tensor): Tensor {
 export interface FrameContext {
   readonly states: Tensor;
   readonly frames: number;
+  /** The context of a given spatial cross-attention block instead of `states` (see `SpatialContextFn`). */
+  readonly spatial?: SpatialContextFn;
 }
+
+/** The cross-attention context [B, S', D] for one spatial transformer block, from the text states [B, S, D]. */
+export type SpatialContextFn = (block: BasicTransformerBlock, text: Tensor) => Tensor;
 
 /** Pre-norm transformer block: self-attention, attention 2 (cross or self), GEGLU feed-forward. */
 export class BasicTransformerBlock extends Module {
@@ -172,7 +177,8 @@ export class BasicTransformerBlock extends Module {
           'UNET_BAD_INPUT',
           'BasicTransformerBlock: cross-attention needs encoder hidden states',
         );
-      h = op.add(crossAttentionOverFrames(this.attn2, n2, context.states, context.frames), h);
+      const states = context.spatial ? context.spatial(this, context.states) : context.states;
+      h = op.add(crossAttentionOverFrames(this.attn2, n2, states, context.frames), h);
     } else {
       h = op.add(this.attn2.forward(n2), h);
     }

@@ -21,6 +21,7 @@ import { TimestepEmbedding, sinusoidalEmbedding } from './embeddings.js';
 import { TransformerTemporalModel } from './transformer.js';
 import { DownBlock3D, UNetMidBlock3DCrossAttn, UpBlock3D } from './blocks.js';
 import type { BlockConditioning, BlockSettings } from './blocks.js';
+import type { SpatialContextFn } from './transformer.js';
 import { KinemaError } from '../../errors.js';
 
 export interface UNet3DForwardOptions {
@@ -30,6 +31,11 @@ export interface UNet3DForwardOptions {
   timestepCond?: Tensor;
   /** If given, filled with named intermediate tensors (diffusers module names, e.g. 'down_blocks.0'). */
   intermediates?: Record<string, Tensor>;
+  /**
+   * The context of each spatial cross-attention (default: the encoder hidden states for all of them); the
+   * temporal text attention keeps the text. StreamingT2V's APM mixes the anchor frame's tokens in per layer.
+   */
+  spatialContext?: SpatialContextFn;
 }
 
 type Recorder = (name: string, t: Tensor) => Tensor;
@@ -66,12 +72,20 @@ export class UNet3DConditionModel extends Module {
   readonly downBlocks: DownBlock3D[];
   readonly midBlock: UNetMidBlock3DCrossAttn;
   readonly upBlocks: UpBlock3D[];
-  readonly convNormOut: GroupNorm;
-  readonly convOut: ConvNd;
+  readonly convNormOut: GroupNorm | null;
+  readonly convOut: ConvNd | null;
   #weights: StateDict | null = null;
   readonly #programs = new Map<string, Promise<CompiledFunction>>();
 
-  constructor(readonly config: UNet3DConfig) {
+  /**
+   * `encoderOnly`: only conv_in, the embeddings, transformer_in, the down blocks and the mid block (under the
+   * same names), for a trainable copy of the encoder half (StreamingT2V's CAM, a ControlNet-style copy); such
+   * a model runs begin → down → mid only.
+   */
+  constructor(
+    readonly config: UNet3DConfig,
+    readonly opts: { encoderOnly?: boolean } = {},
+  ) {
     super();
     const c = config;
     const ch = c.blockOutChannels;
@@ -111,6 +125,10 @@ export class UNet3DConditionModel extends Module {
     this.child('down_blocks', new ModuleList(this.downBlocks));
     const mid = { ...s, outputScaleFactor: c.midBlockScaleFactor };
     this.midBlock = this.child('mid_block', new UNetMidBlock3DCrossAttn(ch[n - 1]!, mid));
+    if (opts.encoderOnly) {
+      [this.upBlocks, this.convNormOut, this.convOut] = [[], null, null];
+      return;
+    }
     const rev = [...ch].reverse();
     this.upBlocks = c.upBlockTypes.map((type, i) => {
       const prevOut = rev[Math.max(i - 1, 0)]!;
@@ -209,7 +227,11 @@ export class UNet3DConditionModel extends Module {
     const emb = this.embedTime(timestep, b, opts, rec);
     const cond: BlockConditioning = {
       tembAct: activation(emb, this.config.actFn),
-      context: { states: encoderHiddenStates, frames },
+      context: {
+        states: encoderHiddenStates,
+        frames,
+        ...(opts.spatialContext && { spatial: opts.spatialContext }),
+      },
     };
     let h = op.reshape(op.transpose(sample, [0, 2, 1, 3, 4]), [
       b * frames,
@@ -247,6 +269,11 @@ export class UNet3DConditionModel extends Module {
   }
 
   end(s: UNet3DState): Tensor {
+    if (!this.convNormOut || !this.convOut)
+      throw new KinemaError(
+        'UNET_BAD_INPUT',
+        'UNet3D: an encoder-only copy has no output layers (run begin/down/mid)',
+      );
     let h = s.rec('conv_norm_out', this.convNormOut.forward(s.hidden));
     h = s.rec('conv_out', this.convOut.forward(op.silu(h)));
     const { batch: b, frames, height, width } = s;
