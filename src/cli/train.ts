@@ -20,6 +20,7 @@ import { unetStage } from '../training/stages/unet.js';
 import { vaeTemporalStage } from '../training/stages/vae_temporal.js';
 import { loraStage, WORLD_BACKGROUNDS } from '../training/stages/lora.js';
 import { dsdnStage } from '../training/stages/dsdn.js';
+import { camApmStage } from '../training/stages/cam_apm.js';
 import { KinemaError } from '../errors.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
@@ -30,6 +31,7 @@ export const TRAINING_STAGES: readonly StageDefinition[] = [
   vaeTemporalStage,
   loraStage,
   dsdnStage,
+  camApmStage,
 ];
 
 export interface TrainFlags {
@@ -63,6 +65,7 @@ export interface TrainFlags {
   targets?: string;
   data?: string;
   worldBackground?: string;
+  clip?: string;
 }
 
 /** The stage named `name` (errors list the known stages). */
@@ -178,7 +181,10 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
       textLrScale: textEncoderOption(stage, flags, '--text-lr-scale', flags.textLrScale),
     }),
     ...(flags.frames !== undefined &&
-      (stage.name === 'lora' || stage.name === 'dsdn' || unetOnly(stage, '--frames')) && {
+      (stage.name === 'lora' ||
+        stage.name === 'dsdn' ||
+        stage.name === 'cam-apm' ||
+        unetOnly(stage, '--frames')) && {
         frames: flags.frames,
       }),
     ...(flags.temporalPositions === true && {
@@ -214,15 +220,26 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
       strictlyLora(stage, '--world-background') && {
         worldBackground: worldBackground(flags.worldBackground),
       }),
+    ...(flags.clip !== undefined && { clipModel: clipFolder(stage, flags.clip) }),
   };
 }
 
 /** `--base <dir>` (vae-temporal only): the pipeline folder whose VAE gets the temporal decoder. */
 function baseFolder(stage: StageDefinition, dir: string): string {
-  if (stage.name !== 'vae-temporal' && stage.name !== 'lora' && stage.name !== 'dsdn')
+  if (!['vae-temporal', 'lora', 'dsdn', 'cam-apm'].includes(stage.name))
     throw new KinemaError(
       'TRAIN_BAD_OPTION',
-      `--base applies to the vae-temporal, lora and dsdn stages only, not '${stage.name}'`,
+      `--base applies to the vae-temporal, lora, dsdn and cam-apm stages only, not '${stage.name}'`,
+    );
+  return resolve(dir);
+}
+
+/** `--clip <dir>` (cam-apm only): the CLIPModel whose vision tower embeds the APM's anchor frames. */
+function clipFolder(stage: StageDefinition, dir: string): string {
+  if (stage.name !== 'cam-apm')
+    throw new KinemaError(
+      'TRAIN_BAD_OPTION',
+      `--clip applies to the cam-apm stage only, not '${stage.name}'`,
     );
   return resolve(dir);
 }
@@ -395,6 +412,10 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
     .option(
       '--world-background <kind>',
       'lora stage: world scenes with this background only: solid, gradient, stripes or checker (a style adapter)',
+    )
+    .option(
+      '--clip <dir>',
+      'cam-apm stage: the CLIPModel folder whose vision tower embeds the anchor frames (default runs/clip/clip_model)',
     )
     .addHelpText('after', stageList(stages))
     .action(async (name: string, flags: TrainFlags) => {

@@ -75,6 +75,20 @@ export interface PipelineComponents<U extends VideoUNet = UNet3DConditionModel> 
 
 const UNET_FOLDERS = ['unet', 'unet3d'];
 
+/**
+ * Another denoiser for `generate`'s loop (StreamingT2V's base + CAM + APM): a compiled guided program with the
+ * pipeline's inputs (latents, timestep, context [2, S, D], guidance, and fps when the UNet has it) that returns
+ * the guided prediction, plus the extra inputs it takes, fed unchanged at every step.
+ */
+export interface GuidedDenoiser {
+  program(
+    latentShape: readonly number[],
+    ctxShape: readonly number[],
+    withFps: boolean,
+  ): Promise<CompiledFunction>;
+  readonly feeds: Readonly<Record<string, HostTensor>>;
+}
+
 export class TextToVideoPipeline<U extends VideoUNet = UNet3DConditionModel> {
   private readonly guided = new Map<string, Promise<CompiledFunction>>();
   constructor(
@@ -193,8 +207,11 @@ export class TextToVideoPipeline<U extends VideoUNet = UNet3DConditionModel> {
     return hostTensor(noise, shape);
   }
 
-  /** Runs the pipeline, yielding progress events; the last event holds the frames. */
-  async *generate(o: TextToVideoOptions): AsyncGenerator<PipelineEvent> {
+  /**
+   * Runs the pipeline, yielding progress events; the last event holds the frames. `denoiser` replaces the
+   * UNet's guided program (the scheduler loop, seeding and decoding stay the same).
+   */
+  async *generate(o: TextToVideoOptions, denoiser?: GuidedDenoiser): AsyncGenerator<PipelineEvent> {
     const { unet, scheduler } = this.components;
     const promptEmbeds = await this.encodePrompt(o.prompt);
     const negativePromptEmbeds = await this.encodePrompt(o.negativePrompt ?? '');
@@ -210,7 +227,11 @@ export class TextToVideoPipeline<U extends VideoUNet = UNet3DConditionModel> {
         'GENERATE_BAD_OPTION',
         `guidanceRescale must be in [0, 1], got ${String(o.guidanceRescale)}`,
       );
-    const guided = await this.guidedProgram(latents.shape, ctx.shape, withFps, rescale > 0);
+    if (denoiser && rescale > 0)
+      throw new KinemaError('GENERATE_BAD_OPTION', 'guidanceRescale is not available with this denoiser');
+    const guided = denoiser
+      ? await denoiser.program(latents.shape, ctx.shape, withFps)
+      : await this.guidedProgram(latents.shape, ctx.shape, withFps, rescale > 0);
     scheduler.setTimesteps(o.numInferenceSteps ?? 25);
     const guidance = hostTensor(Float32Array.of(o.guidanceScale ?? 9.0), []);
     const total = scheduler.timesteps.length;
@@ -221,6 +242,7 @@ export class TextToVideoPipeline<U extends VideoUNet = UNet3DConditionModel> {
         timestep: hostTensor(Float32Array.of(t), [1]),
         context: ctx,
         guidance,
+        ...denoiser?.feeds,
       };
       if (withFps) feeds['fps'] = hostTensor(Float32Array.of(o.fps ?? 8), [1]);
       const out = await guided.exe.run(feeds);

@@ -1,6 +1,16 @@
 // streaming/config.json: the StreamingT2V adapters' architecture (Henschel et al. 2024, §4.1–4.2), next to the
 // base UNet3D they adapt. Sizes that follow from the base (channels, text width) are not repeated here.
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import { KinemaError } from '../../errors.js';
+
+/**
+ * The fingerprint of the base UNet the adapters were trained on (SHA-256 of its weights file), stored as
+ * `base_unet_sha256`: adapters are a delta on one set of weights and mean nothing on another.
+ */
+export function baseFingerprint(unetWeightsFile: Uint8Array): string {
+  return bytesToHex(sha256(unetWeightsFile));
+}
 
 export interface StreamingConfig {
   /** F_cond: conditioning frames, the last frames of the previous chunk (8 in the release). */

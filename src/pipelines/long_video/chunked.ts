@@ -10,7 +10,7 @@ import type { HostTensor } from '../../engine/runtime.js';
 import { Generator } from '../../engine/random.js';
 import { KinemaError } from '../../errors.js';
 import { postprocess } from '../text_to_video.js';
-import type { TextToVideoOptions, TextToVideoPipeline } from '../text_to_video.js';
+import type { PipelineEvent, TextToVideoOptions, TextToVideoPipeline } from '../text_to_video.js';
 import { concatFrames, latentLength, sliceFrames } from './latent_frames.js';
 import type { LatentShape } from './latent_frames.js';
 
@@ -47,6 +47,13 @@ export interface ChunkContext {
   readonly alphasCumprod: Float32Array;
   /** The mode's random stream (seeded once per video; draws happen in chunk order). */
   readonly generator: Generator;
+  /** The video's first frame (RGB24), once written (null for the first chunk). */
+  readonly firstFrame: Uint8Array | null;
+  /** The last min(O, written) frames of the video so far (RGB24, oldest first): the CAM's conditioning. */
+  readonly tail: readonly Uint8Array[];
+  /** Frame size in pixels. */
+  readonly width: number;
+  readonly height: number;
 }
 
 /**
@@ -67,6 +74,11 @@ export interface LongVideoMode {
   guide?(c: ChunkContext, step: number, latents: Float32Array): void;
   /** Pipeline option overrides for a chunk (extra conditioning: prompt, guidance, adapters' inputs). */
   conditioning?(c: ChunkContext): Partial<TextToVideoOptions>;
+  /**
+   * The chunk's denoising loop instead of `pipe.generate(o)` (StreamingT2V: the base with CAM and APM); it
+   * must yield `pipe.generate`'s step events, whose latents the core may edit in place.
+   */
+  denoise?(c: ChunkContext, o: TextToVideoOptions): Promise<AsyncGenerator<PipelineEvent>>;
 }
 
 export interface LongVideoOptions extends Omit<TextToVideoOptions, 'numFrames' | 'latents'> {
@@ -203,6 +215,8 @@ export async function* generateLongVideo(
   const hw = shape.height * shape.width;
   let previous: ChunkRecord | null = null;
   let written = 0;
+  let firstFrame: Uint8Array | null = null;
+  let tail: Uint8Array[] = [];
   for (let k = 0; k < plan.chunks; k++) {
     const ctx: ChunkContext = {
       index: k,
@@ -212,6 +226,10 @@ export async function* generateLongVideo(
       timesteps,
       alphasCumprod: scheduler.alphasCumprod,
       generator,
+      firstFrame,
+      tail,
+      width,
+      height,
     };
     const { start, from, to } = chunkFrames(plan, k);
     const initial = mode.initialLatents(ctx);
@@ -239,7 +257,8 @@ export async function* generateLongVideo(
       seed: (o.seed ?? 0) + 1 + k, // the step noise of stochastic samplers (η > 0), different per chunk
       ...mode.conditioning?.(ctx),
     };
-    for await (const e of pipe.generate(chunkOpts)) {
+    const loop = mode.denoise ? await mode.denoise(ctx, chunkOpts) : pipe.generate(chunkOpts);
+    for await (const e of loop) {
       if (e.kind !== 'step') continue;
       // The pipeline continues from the step event's latents: edits made here steer the next step.
       const x = e.latents.data as Float32Array;
@@ -276,6 +295,8 @@ export async function* generateLongVideo(
     const skip = from - start;
     const frames = await decodeChunkFrames(pipe, asWritten, shape, skip, to - from, o.decodeBatchSize);
     written += frames.frames.length;
+    firstFrame ??= frames.frames[0] ?? null;
+    tail = [...tail, ...frames.frames].slice(-Math.max(plan.overlap, 1));
     const latents = hostTensor(asWritten, latentsShape);
     yield { kind: 'chunk-done', chunk: k, chunks: plan.chunks, firstFrame: from, ...frames, latents, skip };
     previous = { index: k, initialNoise: initial, final: asWritten };

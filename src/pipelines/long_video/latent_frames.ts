@@ -69,3 +69,14 @@ function checkRange(s: LatentShape, from: number, count: number, who: string): v
       `${who}: frames [${from}, ${from + count}) are outside 0..${s.frames}`,
     );
 }
+
+/** RGB24 frames (each width×height) → float32 [n, 3, H, W] with v / 127.5 − 1 in [−1, 1] (the VAE's range). */
+export function toFloatFrames(frames: readonly Uint8Array[], width: number, height: number): Float32Array {
+  const plane = width * height;
+  const out = new Float32Array(frames.length * 3 * plane);
+  frames.forEach((f, n) => {
+    for (let k = 0; k < plane; k++)
+      for (let c = 0; c < 3; c++) out[(n * 3 + c) * plane + k] = f[k * 3 + c]! / 127.5 - 1;
+  });
+  return out;
+}

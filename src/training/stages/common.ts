@@ -93,6 +93,8 @@ export interface StageOptions {
   readonly configOverrides?: Readonly<Record<string, unknown>>;
   /** vae-temporal stage: the pipeline folder whose VAE gets the temporal decoder; the CLI rejects it for others. */
   readonly base?: string;
+  /** cam-apm stage: the CLIPModel folder whose vision tower embeds the anchor frames. */
+  readonly clipModel?: string;
   /** lora stage: the adapter's rank r (default 4), α (default r: scale 1) and target layer-name suffixes. */
   readonly loraRank?: number;
   readonly loraAlpha?: number;
