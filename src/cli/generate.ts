@@ -165,7 +165,16 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
   });
   if (loras.length > 0) loadLoRAs(pipe, loras);
   if (long) {
-    await writeLongVideo(pipe, opts, long, { path: flags.output, format, fps: flags.fps });
+    // --refine: the generating model refines unless --refiner names another folder (checked in planGenerate).
+    const refiner =
+      plan.refinerDir && plan.refinerDir !== modelDir
+        ? await TextToVideoPipeline.fromPretrained(plan.refinerDir, {
+            ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
+            ...(flags.variant ? { variant: flags.variant } : {}),
+            ...(flags.device ? { ep: flags.device } : {}),
+          })
+        : pipe;
+    await writeLongVideo(pipe, opts, long, { path: flags.output, format, fps: flags.fps }, refiner);
     return flags.output;
   }
   await writeFromEvents(pipe.generate(opts), flags, format);

@@ -2,7 +2,7 @@
 // folder and its classes, the output path (its folder exists and is writable, its extension agrees with
 // --format), the size (a multiple of the VAE factor) and the memory the run will need. Each failure is a named
 // KinemaError raised within milliseconds, so a bad request never costs a generation and never leaves a file.
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { KinemaError } from '../errors.js';
 import { readConfig, readModelIndex } from '../io/model_folder.js';
@@ -23,7 +23,11 @@ import {
 } from '../pipelines/memory_estimate.js';
 import type { MemoryEstimate } from '../pipelines/memory_estimate.js';
 import { longVideoRequest } from './long_video_options.js';
-import type { LongVideoFlags, LongVideoRequest } from './long_video_options.js';
+import type { LongVideoFlags, LongVideoRequest, RefineRequest } from './long_video_options.js';
+import { parseJsonLenient } from '../io/json.js';
+import { schedulerFromConfig } from '../schedulers/index.js';
+import type { SchedulerName } from '../schedulers/index.js';
+import { sdeditTimesteps } from '../pipelines/long_video/refine.js';
 
 export interface GenerateCheckFlags extends LongVideoFlags {
   model?: string;
@@ -37,6 +41,7 @@ export interface GenerateCheckFlags extends LongVideoFlags {
   steps: number;
   format?: VideoFormat;
   maxMemory?: string;
+  scheduler?: SchedulerName;
 }
 
 export interface GeneratePlan {
@@ -49,6 +54,8 @@ export interface GeneratePlan {
   pipeline: 'TextToVideoSDPipeline' | 'DualStreamPipeline' | 'LvdmCheckpoint';
   memory: MemoryEstimate;
   memoryLimit: number;
+  /** `--refine`: the folder of the refining model (the model folder itself without --refiner); else null. */
+  refinerDir: string | null;
 }
 
 /** The size the default model was trained at (used when --width/--height are not given). */
@@ -159,7 +166,7 @@ export function planGenerate(
   }
   const weights = weightFiles(modelDir);
   const chunkFrames = long ? long.chunk : flags.frames;
-  const memory = estimateRunMemory({
+  let memory = estimateRunMemory({
     unet,
     vae,
     weightBytes: weights.bytes,
@@ -170,9 +177,71 @@ export function planGenerate(
     frames: pipeline === 'DualStreamPipeline' ? 2 * chunkFrames : chunkFrames,
     outputFrames: chunkFrames,
   });
+  let what = `${width}×${height}×${chunkFrames} frames`;
+  let refinerDir: string | null = null;
+  if (long?.refine) {
+    const r = planRefiner(long.refine, modelDir, flags, width, height);
+    refinerDir = r.dir;
+    // The refine pass holds the generator's weights too when it is another model, and runs its own chunk.
+    const bytes = r.dir === modelDir ? weights.bytes : weights.bytes + r.weights.bytes;
+    const refining = estimateRunMemory({
+      unet: r.unet,
+      vae: r.vae,
+      weightBytes: bytes,
+      halfWeights: weights.half || r.weights.half,
+      width,
+      height,
+      frames: long.refine.chunk,
+      outputFrames: long.refine.chunk,
+    });
+    if (refining.total > memory.total) {
+      memory = refining;
+      what = `refining ${width}×${height}×${long.refine.chunk} frames`;
+    }
+  }
   const memoryLimit = flags.maxMemory !== undefined ? parseByteSize(flags.maxMemory) : defaultMemoryLimit();
-  checkMemory(memory, memoryLimit, `${width}×${height}×${chunkFrames} frames`);
-  return { modelDir, format, width, height, long, pipeline, memory, memoryLimit };
+  checkMemory(memory, memoryLimit, what);
+  return { modelDir, format, width, height, long, pipeline, memory, memoryLimit, refinerDir };
+}
+
+/**
+ * `--refine [--refiner DIR]`: the refining model's folder (a text-to-video diffusers folder), its VAE factor
+ * against the video's size, and T' against its schedule at --steps — all from config files, no weights.
+ */
+function planRefiner(
+  refine: RefineRequest,
+  modelDir: string,
+  flags: GenerateCheckFlags,
+  width: number,
+  height: number,
+) {
+  const dir = refine.refiner !== undefined ? resolve(refine.refiner) : modelDir;
+  if (!existsSync(join(dir, 'model_index.json')))
+    throw new KinemaError(
+      'REFINE_MODEL_NOT_FOUND',
+      `--refiner ${refine.refiner}: ${existsSync(dir) ? 'not a diffusers model folder (no model_index.json)' : 'no such folder'}`,
+    );
+  const index = readModelIndex(dir);
+  checkModelIndex(index, join(dir, 'model_index.json'));
+  if (pipelineClass(index) !== 'TextToVideoSDPipeline')
+    throw new KinemaError(
+      'REFINE_MODEL_NOT_FOUND',
+      `--refiner ${dir}: a ${pipelineClass(index)} folder; the refiner must be a text-to-video UNet3D model`,
+    );
+  const unet = parseUNet3DConfig(readConfig(join(dir, 'unet')));
+  const vae = parseVaeConfig(readConfig(join(dir, 'vae')));
+  const factor = 2 ** (vae.blockOutChannels.length - 1);
+  if (width % factor !== 0 || height % factor !== 0)
+    throw new KinemaError(
+      'GENERATE_BAD_SIZE',
+      `--width ${width} --height ${height}: the refiner ${dir} needs multiples of its VAE factor ${factor}`,
+    );
+  const path = join(dir, 'scheduler', 'scheduler_config.json');
+  if (!existsSync(path))
+    throw new KinemaError('REFINE_MODEL_NOT_FOUND', `--refiner ${dir}: no scheduler/scheduler_config.json`);
+  const cfg = parseJsonLenient(readFileSync(path, 'utf8'), path) as Record<string, unknown>;
+  sdeditTimesteps(schedulerFromConfig(cfg, flags.scheduler), flags.steps, refine.strength);
+  return { dir, unet, vae, weights: weightFiles(dir) };
 }
 
 /** `--model X.ckpt --config inference.yaml --tokenizer DIR`: a VideoCrafter checkpoint as released. */
@@ -229,5 +298,15 @@ function planCheckpoint(
   });
   const memoryLimit = flags.maxMemory !== undefined ? parseByteSize(flags.maxMemory) : defaultMemoryLimit();
   checkMemory(memory, memoryLimit, `${width}×${height}×${frames} frames`);
-  return { modelDir: path, format, width, height, long, pipeline: 'LvdmCheckpoint', memory, memoryLimit };
+  return {
+    modelDir: path,
+    format,
+    width,
+    height,
+    long,
+    pipeline: 'LvdmCheckpoint',
+    memory,
+    memoryLimit,
+    refinerDir: null,
+  };
 }

@@ -1,13 +1,17 @@
-// `kinema generate --long naive|vidrd …`: the long-video flags, parsed and checked before any model is loaded
-// (every bad combination is a named KinemaError, so no work starts and no output file appears).
+// `kinema generate --long naive|vidrd [--refine …]`: the long-video flags, parsed and checked before any model is
+// loaded (every bad combination is a named KinemaError, so no work starts and no output file appears). The
+// refine flags add StreamingT2V's enhancement stage (src/pipelines/long_video/refine.ts); their model-dependent
+// checks (the --refiner folder, T' against its schedule) are in generate_checks.ts.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { KinemaError } from '../errors.js';
-import { intOption } from './options.js';
+import { intOption, numberOption } from './options.js';
 import { checkLongVideo, DEFAULT_CHUNK } from '../pipelines/long_video/chunked.js';
 import type { ChunkPlan, LongVideoMode } from '../pipelines/long_video/chunked.js';
 import { naiveMode } from '../pipelines/long_video/naive.js';
 import { vidrdMode } from '../pipelines/vidrd.js';
 import type { VidrdOptions } from '../pipelines/vidrd.js';
+import { checkRefineLayout, REFINE_BLENDS, REFINE_DEFAULTS } from '../pipelines/long_video/refine.js';
+import type { RefineBlend } from '../pipelines/long_video/refine.js';
 
 export const LONG_MODES = ['naive', 'vidrd'] as const;
 export type LongModeName = (typeof LONG_MODES)[number];
@@ -21,6 +25,23 @@ export interface LongVideoFlags {
   dsg?: number[] | 'off';
   /** `kinema generate --latents`: one window's latents, which a long video cannot start from. */
   latents?: string;
+  refine?: boolean;
+  refiner?: string;
+  refineStrength?: number;
+  refineChunk?: number;
+  refineOverlap?: number;
+  refineBlend?: RefineBlend;
+}
+
+/** The enhancement stage a long video asks for (`--refine`). */
+export interface RefineRequest {
+  readonly chunk: number;
+  readonly overlap: number;
+  /** T' (checked against the refiner's schedule in generate_checks.ts). */
+  readonly strength: number;
+  readonly blend: RefineBlend;
+  /** `--refiner DIR` as given; undefined: the generating model refines. */
+  readonly refiner: string | undefined;
 }
 
 /** A checked long-video request: the mode and the chunk layout. */
@@ -29,6 +50,7 @@ export interface LongVideoRequest {
   readonly chunk: number;
   readonly overlap: number;
   readonly plan: ChunkPlan;
+  readonly refine: RefineRequest | null;
 }
 
 /** `--dsg 10,18` (stage boundaries in steps) or `--dsg off`. */
@@ -78,7 +100,56 @@ export function addLongVideoOptions(cmd: Command): Command {
       '--dsg <stages>',
       "VidRD staged guidance: step boundaries of the held stages, e.g. 10,18, or 'off' (default 40 %,70 % of --steps)",
       parseDsgStages,
+    )
+    .option('--refine', "StreamingT2V's enhancement stage: SDEdit chunk by chunk with randomized blending")
+    .option('--refiner <dir>', 'the model folder that refines (default: the generating model)')
+    .option(
+      '--refine-strength <T>',
+      `--refine: the SDEdit start T', a timestep of the refiner's schedule (default ${REFINE_DEFAULTS.strength})`,
+      numberOption('--refine-strength'),
+    )
+    .option(
+      '--refine-chunk <n>',
+      `--refine: frames per refine chunk (default ${REFINE_DEFAULTS.chunk})`,
+      intOption('--refine-chunk', 1),
+    )
+    .option(
+      '--refine-overlap <n>',
+      `--refine: frames each refine chunk shares with the one before (default ${REFINE_DEFAULTS.overlap}, at most chunk − 1)`,
+      intOption('--refine-overlap', 0),
+    )
+    .addOption(
+      new Option(
+        '--refine-blend <mode>',
+        '--refine: random (shared noise + randomized blending, default), shared-noise or independent (ablations)',
+      ).choices([...REFINE_BLENDS]),
     );
+}
+
+const REFINE_ONLY = ['refiner', 'refineStrength', 'refineChunk', 'refineOverlap', 'refineBlend'] as const;
+const flagName = (k: string): string => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/** The refine stage the flags ask for (layout checked), or null without --refine. */
+function refineRequest(f: LongVideoFlags): RefineRequest | null {
+  const extra = REFINE_ONLY.filter((k) => f[k] !== undefined);
+  if (!f.refine) {
+    if (extra.length > 0)
+      throw new KinemaError(
+        'REFINE_OPTION_WITHOUT_REFINE',
+        `${flagName(extra[0]!)} configures the enhancement stage; add --refine`,
+      );
+    return null;
+  }
+  const chunk = f.refineChunk ?? REFINE_DEFAULTS.chunk;
+  const overlap = f.refineOverlap ?? Math.min(REFINE_DEFAULTS.overlap, chunk - 1);
+  checkRefineLayout(chunk, overlap);
+  return {
+    chunk,
+    overlap,
+    strength: f.refineStrength ?? REFINE_DEFAULTS.strength,
+    blend: f.refineBlend ?? REFINE_DEFAULTS.blend,
+    refiner: f.refiner,
+  };
 }
 
 /** True when any long-video flag is given. */
@@ -91,6 +162,12 @@ export function wantsLongVideo(f: LongVideoFlags): boolean {
  * work); null when no long-video flag is given.
  */
 export function longVideoRequest(f: LongVideoFlags, frames: number, steps: number): LongVideoRequest | null {
+  if (f.refine && f.long === undefined)
+    throw new KinemaError(
+      'REFINE_NEEDS_LONG',
+      '--refine enhances a long video chunk by chunk; add --long naive|vidrd',
+    );
+  const refine = refineRequest(f);
   if (!wantsLongVideo(f)) return null;
   if (f.long === undefined)
     throw new KinemaError(
@@ -122,5 +199,5 @@ export function longVideoRequest(f: LongVideoFlags, frames: number, steps: numbe
     { prompt: '', numFrames: frames, chunk, overlap, numInferenceSteps: steps },
     mode,
   );
-  return { mode, chunk, overlap, plan };
+  return { mode, chunk, overlap, plan, refine };
 }

@@ -1,5 +1,5 @@
-// `kinema generate --long …`: the flags' checks (named errors before any work, no output file) and a tiny
-// end-to-end run on the parity checkpoint that streams chunk by chunk into one video.
+// `kinema generate --long …`: the flags' checks (named errors before any work, no output file) and tiny
+// end-to-end runs on the parity checkpoint that stream chunk by chunk into one video (plain and --refine).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readAllFrames } from '../../src/io/video/index.js';
 import { longVideoRequest, parseDsgStages } from '../../src/cli/long_video_options.js';
+import { planGenerate } from '../../src/cli/generate_checks.js';
+import type { GenerateCheckFlags } from '../../src/cli/generate_checks.js';
 
 const FIX = resolve(
   process.env['KINEMA_PARITY_FIXTURES'] ?? resolve(process.cwd(), '../shared/fixtures/parity'),
@@ -54,6 +56,23 @@ test('long-video flags: the request they make, and named errors for layouts that
   assert.equal(code({ long: 'naive', fnr: 'on' }), 'LONG_OPTION_FOR_OTHER_MODE');
   assert.equal(code({ chunk: 8 }), 'LONG_MODE_MISSING');
   assert.equal(code({ long: 'vidrd', latents: 'x.safetensors' }), 'LONG_WITH_LATENTS');
+  // --refine: StreamingT2V's enhancement stage, 24/8 from T' = 600 with randomized blending by default.
+  assert.deepEqual(longVideoRequest({ long: 'naive', refine: true }, 64, 25)!.refine, {
+    chunk: 24,
+    overlap: 8,
+    strength: 600,
+    blend: 'random',
+    refiner: undefined,
+  });
+  assert.equal(longVideoRequest({ long: 'naive', refine: true, refineChunk: 4 }, 64, 25)!.refine!.overlap, 3);
+  assert.equal(longVideoRequest({ long: 'naive' }, 64, 25)!.refine, null);
+  assert.equal(code({ refine: true }), 'REFINE_NEEDS_LONG');
+  assert.equal(code({ long: 'naive', refiner: 'models/default' }), 'REFINE_OPTION_WITHOUT_REFINE');
+  assert.equal(code({ long: 'vidrd', refineStrength: 400 }), 'REFINE_OPTION_WITHOUT_REFINE');
+  assert.equal(
+    code({ long: 'naive', refine: true, refineChunk: 8, refineOverlap: 8 }),
+    'REFINE_OVERLAP_TOO_LARGE',
+  );
   assert.deepEqual(parseDsgStages('10,18'), [10, 18]);
   assert.equal(parseDsgStages('off'), 'off');
   assert.throws(() => parseDsgStages('10,x'), /--dsg must be/);
@@ -130,6 +149,68 @@ test('kinema generate --long streams chunks into one video; bad input fails befo
         'no temp file either',
       );
     }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('kinema generate --long … --refine: generated frames stream through the refiner into one video', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-refine-'));
+  try {
+    const model = modelFolder(root);
+    const out = join(root, 'refined.mp4');
+    // The refiner checks need config files only: the folder, its class and T' against its schedule.
+    const flags = (f: Partial<GenerateCheckFlags>): GenerateCheckFlags => ({
+      model,
+      output: join(root, 'x.mp4'),
+      frames: 9,
+      steps: 2,
+      width: 32,
+      height: 32,
+      long: 'naive',
+      chunk: 4,
+      overlap: 2,
+      refine: true,
+      ...f,
+    });
+    const codeOf = (f: Partial<GenerateCheckFlags>) => {
+      try {
+        return planGenerate('a red circle', flags(f), model).refinerDir;
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+    };
+    assert.equal(codeOf({}), model, 'the generating model refines by default');
+    assert.equal(codeOf({ refiner: model }), model);
+    assert.equal(codeOf({ refiner: join(root, 'nope') }), 'REFINE_MODEL_NOT_FOUND');
+    assert.equal(codeOf({ refiner: root }), 'REFINE_MODEL_NOT_FOUND');
+    // 2 DDIM steps are 501 and 1: T' = 0 leaves none; 1000 is past the schedule.
+    assert.equal(codeOf({ refineStrength: 0 }), 'REFINE_BAD_STRENGTH');
+    assert.equal(codeOf({ refineStrength: 1000 }), 'REFINE_BAD_STRENGTH');
+    assert.equal(existsSync(join(root, 'x.mp4')), false);
+    const args = [
+      'generate',
+      'a red circle moving left',
+      '--model',
+      model,
+      '--height',
+      '32',
+      '--width',
+      '32',
+    ];
+    const ok = kinema([
+      ...args,
+      ...['--steps', '2', '--chunk', '4', '--overlap', '2', '--frames', '9', '--long', 'naive'],
+      ...['--refine', '--refine-chunk', '6', '--refine-overlap', '2', '-o', out],
+    ]);
+    assert.equal(ok.status, 0, ok.stderr);
+    // Refine chunks [0, 6) and [4, 9): the first writes frames 0–3, the last 4–8.
+    assert.match(ok.stderr, /refine 1\/2: 2 steps .*→ refined frames 0–3 written/);
+    assert.match(ok.stderr, /refine 2\/2: 2 steps .*→ refined frames 4–8 written/);
+    assert.match(ok.stderr, /frames 8–8 generated/);
+    const { frames, info } = await readAllFrames(out);
+    assert.equal(frames.length, 9);
+    assert.equal(info.width, 32);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
