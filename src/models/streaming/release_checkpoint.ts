@@ -9,7 +9,8 @@
 //                   everything else                                                → the base UNet3D
 //   resampler.*   the APM's image-token MLP (context_embedding.0/.2)             → adapters `resampler.*`
 //   text_encoder.*, vae.*  diffusers CLIPTextModel / AutoencoderKL, returned by their own names
-//   image_encoder.*  OpenCLIP ViT-H/14's visual tower: not mapped yet (named in the error; see docs)
+//   image_encoder.model.visual.*  OpenCLIP ViT-H/14's visual tower → a CLIPVisionModel with projection
+//                 (src/models/clip/open_clip_vision.ts; its pooled, projected output is the APM's embedding)
 // Every key must land somewhere or loading fails naming it (CheckpointKeyMap).
 import type { StateDict } from '../../nn/module.js';
 import { CheckpointKeyMap } from '../../io/checkpoint_keys.js';
@@ -21,6 +22,8 @@ import { StateDictError } from '../../nn/module.js';
 import { StreamingAdapters } from './streaming_unet.js';
 import type { StreamingConfig } from './config.js';
 import { KinemaError } from '../../errors.js';
+import { loadOpenClipVision } from '../clip/open_clip_vision.js';
+import type { CLIPVisionModel } from '../clip/vision_model.js';
 
 const APM_PARAM = /^(.+)\.attn2\.(conv\.weight|conv\.bias|conv_ln\.weight|conv_ln\.bias|alpha)$/;
 
@@ -32,8 +35,8 @@ export interface LoadedStreamingRelease {
   /** The release's own text encoder and VAE weights (diffusers names, prefix removed), when present. */
   readonly textEncoder: TakenStateDict | null;
   readonly vae: TakenStateDict | null;
-  /** image_encoder.* keys left unread (with `ignoreImageEncoder`). */
-  readonly ignoredImageEncoderKeys: number;
+  /** The APM's image encoder (OpenCLIP visual tower), when the file has `image_encoder.model.visual.*`. */
+  readonly imageEncoder: CLIPVisionModel | null;
 }
 
 /** Release APM key `<block path>.attn2.<param>` → `apm_layers.<l>.<param>` (l: the block's spatial index). */
@@ -63,7 +66,7 @@ export function loadStreamingRelease(
   reader: TensorReader,
   unetConfig: UNet3DConfig,
   config: StreamingConfig,
-  opts: { ignoreImageEncoder?: boolean } = {},
+  opts: { imageEncoderHeads?: number } = {},
 ): LoadedStreamingRelease {
   const keys = new CheckpointKeyMap(reader);
   const unet = new UNet3DConditionModel(unetConfig);
@@ -92,16 +95,17 @@ export function loadStreamingRelease(
   const has = (prefix: string): boolean => reader.keys().some((k) => k.startsWith(prefix));
   const textEncoder = has('text_encoder.') ? keys.take('text_encoder.') : null;
   const vae = has('vae.') ? keys.take('vae.') : null;
-  let ignored = 0;
-  if (has('image_encoder.')) {
-    if (!opts.ignoreImageEncoder)
-      throw new KinemaError(
-        'CKPT_KEY_MISMATCH',
-        `${reader.path}: image_encoder.* is OpenCLIP ViT-H/14's visual tower, which Kinema does not map yet; ` +
-          'pass ignoreImageEncoder to load the rest and give the APM an image_encoder/ folder',
-      );
-    ignored = keys.ignore((k) => k.startsWith('image_encoder.'));
-  }
+  const imageEncoder = has('image_encoder.model.visual.')
+    ? loadOpenClipVision(keys, {
+        prefix: 'image_encoder.model.visual.',
+        ...(opts.imageEncoderHeads !== undefined && { heads: opts.imageEncoderHeads }),
+      })
+    : null;
+  if (imageEncoder && imageEncoder.config.projectionDim !== config.imageEmbedDim)
+    throw new KinemaError(
+      'CKPT_KEY_MISMATCH',
+      `${reader.path}: the image encoder embeds to ${imageEncoder.config.projectionDim} values, the resampler takes ${config.imageEmbedDim}`,
+    );
   const left = keys.unused();
   if (left.length > 0)
     throw new KinemaError(
@@ -114,6 +118,6 @@ export function loadStreamingRelease(
     adapterWeights: own.stateDict,
     textEncoder,
     vae,
-    ignoredImageEncoderKeys: ignored,
+    imageEncoder,
   };
 }

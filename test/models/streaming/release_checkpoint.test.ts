@@ -36,18 +36,17 @@ test('streaming_t2v.ckpt layout: unet.* → CAM, base_model.* → UNet + mergers
   const ckpt = TorchCheckpoint.open(`${DIR}/streaming_t2v_tiny.ckpt`);
   try {
     assert.deepEqual([...apmKeyMap(new UNet3DConditionModel(config)).keys()], expected.apm_paths);
-    assert.throws(
-      () => loadStreamingRelease(ckpt, config, RELEASE_FIXTURE_CONFIG),
-      (e: Error & { code?: string }) => e.code === 'CKPT_KEY_MISMATCH' && /OpenCLIP ViT-H/.test(e.message),
-    );
-    const r = loadStreamingRelease(ckpt, config, RELEASE_FIXTURE_CONFIG, { ignoreImageEncoder: true });
-    assert.equal(r.ignoredImageEncoderKeys, 1);
+    const r = loadStreamingRelease(ckpt, config, RELEASE_FIXTURE_CONFIG, { imageEncoderHeads: 2 });
+    assert.equal(r.imageEncoder?.config.projectionDim, 6);
+    assert.equal(r.imageEncoder?.config.numHiddenLayers, 1);
     assert.ok(r.textEncoder?.stateDict.has('text_model.final_layer_norm.weight'));
     assert.ok(r.vae?.stateDict.has('post_quant_conv.weight'));
     const check = (release: string, got: Float32Array | undefined): void => {
       assert.ok(got, `${release} was mapped`);
       assert.ok(close(sum(got), expected.tensors[release]!.sum), `${release}: sum ${sum(got)}`);
     };
+    // proj is stored [width, output]; visual_projection.weight is its transpose (same sum).
+    check('image_encoder.model.visual.proj', r.imageEncoder?.stateDict.get('visual_projection.weight'));
     check(
       'unet.controlnet_cond_embedding.conv_out.weight',
       r.adapterWeights.get('cam.controlnet_cond_embedding.conv_out.weight'),
@@ -73,7 +72,11 @@ test('streaming_t2v.ckpt layout: unet.* → CAM, base_model.* → UNet + mergers
       r.unet.stateDict.get('up_blocks.1.attentions.1.transformer_blocks.0.attn2.to_k.weight'),
     );
     // Every tensor of the file went somewhere, and every parameter came from the file.
-    assert.equal(r.unet.stateDict.size + r.adapterWeights.size + 3, Object.keys(expected.tensors).length);
+    const visual = Object.keys(expected.tensors).filter((k) => k.startsWith('image_encoder.')).length;
+    assert.equal(
+      r.unet.stateDict.size + r.adapterWeights.size + 2 + visual,
+      Object.keys(expected.tensors).length,
+    );
     // Strictness: a merger key missing, or a key of no StreamingT2V part, is a named error.
     const merger = 'base_model.cross_attention_merger_mid_block.temporal_transformer.norm.weight';
     assert.throws(
@@ -82,7 +85,7 @@ test('streaming_t2v.ckpt layout: unet.* → CAM, base_model.* → UNet + mergers
           edited(ckpt, (k) => k === merger),
           config,
           RELEASE_FIXTURE_CONFIG,
-          { ignoreImageEncoder: true },
+          { imageEncoderHeads: 2 },
         ),
       /missing keys: cross_attention_merger_mid_block\.temporal_transformer\.norm\.weight/,
     );
@@ -92,7 +95,7 @@ test('streaming_t2v.ckpt layout: unet.* → CAM, base_model.* → UNet + mergers
           edited(ckpt, () => false, ['model_ema.decay']),
           config,
           RELEASE_FIXTURE_CONFIG,
-          { ignoreImageEncoder: true },
+          { imageEncoderHeads: 2 },
         ),
       (e: Error & { code?: string }) => e.code === 'CKPT_KEY_MISMATCH' && /model_ema\.decay/.test(e.message),
     );
