@@ -16,6 +16,8 @@ import { vocabularyWords } from '../training/data/captions.js';
 import { addLongVideoOptions, longVideoRequest } from './long_video_options.js';
 import type { LongVideoFlags } from './long_video_options.js';
 import { writeLongVideo } from './long_video.js';
+import { readAnchorImage } from './streaming_checks.js';
+import { StreamingAdaptersBundle } from '../pipelines/streaming_t2v.js';
 import { KinemaError } from '../errors.js';
 import { planGenerate } from './generate_checks.js';
 import { generateHelpText } from './generate_help.js';
@@ -158,6 +160,14 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     await writeFromEvents(events, flags, format);
     return flags.output;
   }
+  // --anchor decodes before any weights load (a bad file fails in milliseconds).
+  const anchorPath = long?.streaming?.anchor;
+  const anchor = anchorPath ? await readAnchorImage(anchorPath, plan.width, plan.height) : undefined;
+  if (long?.streaming?.implicit)
+    process.stderr.write(
+      `note: --frames ${flags.frames} is longer than the model's ${long.chunk}-frame window: generating it with ` +
+        `--long streaming (StreamingT2V adapters in ${modelDir}/streaming); pass --long naive|vidrd for another mode\n`,
+    );
   const pipe = await TextToVideoPipeline.fromPretrained(modelDir, {
     ...(flags.scheduler ? { scheduler: flags.scheduler } : {}),
     ...(flags.variant ? { variant: flags.variant } : {}),
@@ -165,6 +175,12 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
   });
   if (loras.length > 0) loadLoRAs(pipe, loras);
   if (long) {
+    const mode =
+      long.mode ??
+      (await StreamingAdaptersBundle.load(modelDir, pipe.components.unet)).mode(
+        pipe,
+        anchor ? { anchor } : {},
+      );
     // --refine: the generating model refines unless --refiner names another folder (checked in planGenerate).
     const refiner =
       plan.refinerDir && plan.refinerDir !== modelDir
@@ -174,7 +190,13 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
             ...(flags.device ? { ep: flags.device } : {}),
           })
         : pipe;
-    await writeLongVideo(pipe, opts, long, { path: flags.output, format, fps: flags.fps }, refiner);
+    await writeLongVideo(
+      pipe,
+      opts,
+      { ...long, mode },
+      { path: flags.output, format, fps: flags.fps },
+      refiner,
+    );
     return flags.output;
   }
   await writeFromEvents(pipe.generate(opts), flags, format);

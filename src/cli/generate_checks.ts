@@ -28,6 +28,7 @@ import { parseJsonLenient } from '../io/json.js';
 import { schedulerFromConfig } from '../schedulers/index.js';
 import type { SchedulerName } from '../schedulers/index.js';
 import { sdeditTimesteps } from '../pipelines/long_video/refine.js';
+import { planStreaming } from './streaming_checks.js';
 
 export interface GenerateCheckFlags extends LongVideoFlags {
   model?: string;
@@ -122,9 +123,9 @@ export function planGenerate(
   defaultModelDir: string,
 ): GeneratePlan {
   if (!prompt.trim()) throw new KinemaError('GENERATE_EMPTY_PROMPT', 'the prompt is empty');
-  const long = longVideoRequest(flags, flags.frames, flags.steps);
+  const asked = longVideoRequest(flags, flags.frames, flags.steps);
   const modelDir = resolve(flags.model ?? defaultModelDir);
-  if (existsSync(modelDir) && statSync(modelDir).isFile()) return planCheckpoint(modelDir, flags, long);
+  if (existsSync(modelDir) && statSync(modelDir).isFile()) return planCheckpoint(modelDir, flags, asked);
   for (const flag of ['config', 'tokenizer'] as const)
     if (flags[flag] !== undefined)
       throw new KinemaError(
@@ -142,13 +143,14 @@ export function planGenerate(
   const index = readModelIndex(modelDir);
   checkModelIndex(index, join(modelDir, 'model_index.json'));
   const pipeline = pipelineClass(index);
-  if (pipeline === 'DualStreamPipeline' && long)
+  if (pipeline === 'DualStreamPipeline' && asked)
     throw new KinemaError(
       'GENERATE_BAD_OPTION',
       `--long: ${modelDir} is a DSDN dual-stream model, which generates one window (drop --long)`,
     );
   if (pipeline === 'DualStreamPipeline')
     parseDualStreamConfig(readConfig(join(modelDir, 'dsdn')), join(modelDir, 'dsdn', 'config.json'));
+  const long = pipeline === 'TextToVideoSDPipeline' ? planStreaming(modelDir, asked, flags) : asked;
   const format = outputFormat(flags.output, flags.format);
   checkOutputWritable(flags.output, format);
   const unet = parseUNet3DConfig(readConfig(join(modelDir, 'unet')));
@@ -165,7 +167,8 @@ export function planGenerate(
     );
   }
   const weights = weightFiles(modelDir);
-  const chunkFrames = long ? long.chunk : flags.frames;
+  // --long streaming also runs the CAM copy on the overlap frames: about F + O frames of activations
+  const chunkFrames = long ? long.chunk + (long.streaming ? long.overlap : 0) : flags.frames;
   let memory = estimateRunMemory({
     unet,
     vae,

@@ -12,6 +12,7 @@ import type { TextToVideoOptions, TextToVideoPipeline } from '../pipelines/text_
 import { Progress, formatDuration } from './progress.js';
 import type { ProgressOptions } from './progress.js';
 import type { LongVideoRequest } from './long_video_options.js';
+import type { LongVideoMode } from '../pipelines/long_video/chunked.js';
 
 /** A chunk's bar, followed by the ETA of the whole video from the mean time per step so far. */
 class ChunkProgress extends Progress {
@@ -43,7 +44,7 @@ export interface LongOutput {
 export async function writeLongVideo(
   pipe: TextToVideoPipeline,
   opts: TextToVideoOptions,
-  req: LongVideoRequest,
+  req: LongVideoRequest & { readonly mode: LongVideoMode },
   out: LongOutput,
   refiner: TextToVideoPipeline = pipe,
 ): Promise<number> {

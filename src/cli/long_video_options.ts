@@ -13,7 +13,7 @@ import type { VidrdOptions } from '../pipelines/vidrd.js';
 import { checkRefineLayout, REFINE_BLENDS, REFINE_DEFAULTS } from '../pipelines/long_video/refine.js';
 import type { RefineBlend } from '../pipelines/long_video/refine.js';
 
-export const LONG_MODES = ['naive', 'vidrd'] as const;
+export const LONG_MODES = ['naive', 'vidrd', 'streaming'] as const;
 export type LongModeName = (typeof LONG_MODES)[number];
 
 export interface LongVideoFlags {
@@ -31,6 +31,16 @@ export interface LongVideoFlags {
   refineChunk?: number;
   refineOverlap?: number;
   refineBlend?: RefineBlend;
+  /** --long streaming: the APM's anchor image (PNG); default the video's first frame. */
+  anchor?: string;
+}
+
+/** `--long streaming` (StreamingT2V): its adapters are the model folder's, loaded with the weights. */
+export interface StreamingRequest {
+  /** `--anchor FILE.png` as given (decoded before any weights load, generate.ts). */
+  readonly anchor: string | undefined;
+  /** true when --long was not given and --frames is longer than one window (picked because adapters exist). */
+  readonly implicit: boolean;
 }
 
 /** The enhancement stage a long video asks for (`--refine`). */
@@ -46,7 +56,9 @@ export interface RefineRequest {
 
 /** A checked long-video request: the mode and the chunk layout. */
 export interface LongVideoRequest {
-  readonly mode: LongVideoMode;
+  /** The mode; null for --long streaming until the model folder's adapters are loaded (generate.ts). */
+  readonly mode: LongVideoMode | null;
+  readonly streaming: StreamingRequest | null;
   readonly chunk: number;
   readonly overlap: number;
   readonly plan: ChunkPlan;
@@ -74,9 +86,10 @@ function parsePns(v: string): number | 'off' {
 export function addLongVideoOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option('--long <mode>', 'long video, chunk by chunk: naive continuation or VidRD').choices([
-        ...LONG_MODES,
-      ]),
+      new Option(
+        '--long <mode>',
+        "long video, chunk by chunk: naive continuation, VidRD, or StreamingT2V (the model folder's streaming/ adapters; the default for --frames above one window when they exist)",
+      ).choices([...LONG_MODES]),
     )
     .option(
       '--chunk <n>',
@@ -100,6 +113,10 @@ export function addLongVideoOptions(cmd: Command): Command {
       '--dsg <stages>',
       "VidRD staged guidance: step boundaries of the held stages, e.g. 10,18, or 'off' (default 40 %,70 % of --steps)",
       parseDsgStages,
+    )
+    .option(
+      '--anchor <file.png>',
+      '--long streaming: the appearance anchor (a PNG of the output size; default the first frame)',
     )
     .option('--refine', "StreamingT2V's enhancement stage: SDEdit chunk by chunk with randomized blending")
     .option('--refiner <dir>', 'the model folder that refines (default: the generating model)')
@@ -154,7 +171,7 @@ function refineRequest(f: LongVideoFlags): RefineRequest | null {
 
 /** True when any long-video flag is given. */
 export function wantsLongVideo(f: LongVideoFlags): boolean {
-  return [f.long, f.chunk, f.overlap, f.fnr, f.pns, f.dsg].some((v) => v !== undefined);
+  return [f.long, f.chunk, f.overlap, f.fnr, f.pns, f.dsg, f.anchor].some((v) => v !== undefined);
 }
 
 /**
@@ -165,28 +182,33 @@ export function longVideoRequest(f: LongVideoFlags, frames: number, steps: numbe
   if (f.refine && f.long === undefined)
     throw new KinemaError(
       'REFINE_NEEDS_LONG',
-      '--refine enhances a long video chunk by chunk; add --long naive|vidrd',
+      '--refine enhances a long video chunk by chunk; add --long naive|vidrd|streaming',
     );
   const refine = refineRequest(f);
   if (!wantsLongVideo(f)) return null;
   if (f.long === undefined)
     throw new KinemaError(
       'LONG_MODE_MISSING',
-      '--chunk, --overlap, --fnr, --pns and --dsg need --long naive|vidrd',
+      '--chunk, --overlap, --fnr, --pns, --dsg and --anchor need --long naive|vidrd|streaming',
     );
   if (f.latents !== undefined)
     throw new KinemaError(
       'LONG_WITH_LATENTS',
       '--latents gives one window of latents; it cannot start a --long video',
     );
-  if (f.long === 'naive') {
+  if (f.long !== 'vidrd') {
     const vidrdOnly = (['fnr', 'pns', 'dsg'] as const).filter((k) => f[k] !== undefined);
     if (vidrdOnly.length > 0)
       throw new KinemaError(
         'LONG_OPTION_FOR_OTHER_MODE',
-        `--${vidrdOnly[0]} is a VidRD option; it needs --long vidrd, not --long naive`,
+        `--${vidrdOnly[0]} is a VidRD option; it needs --long vidrd, not --long ${f.long}`,
       );
   }
+  if (f.anchor !== undefined && f.long !== 'streaming')
+    throw new KinemaError(
+      'LONG_OPTION_FOR_OTHER_MODE',
+      `--anchor is a StreamingT2V option; it needs --long streaming, not --long ${f.long}`,
+    );
   const chunk = f.chunk ?? DEFAULT_CHUNK;
   const overlap = f.overlap ?? Math.floor(chunk / 2);
   const vidrd: VidrdOptions = {
@@ -194,10 +216,11 @@ export function longVideoRequest(f: LongVideoFlags, frames: number, steps: numbe
     ...(f.pns !== undefined && { pns: f.pns === 'off' ? null : f.pns }),
     ...(f.dsg !== undefined && { dsg: f.dsg === 'off' ? null : f.dsg }),
   };
-  const mode = f.long === 'naive' ? naiveMode() : vidrdMode(vidrd);
+  const mode = f.long === 'naive' ? naiveMode() : f.long === 'vidrd' ? vidrdMode(vidrd) : null;
   const plan = checkLongVideo(
     { prompt: '', numFrames: frames, chunk, overlap, numInferenceSteps: steps },
-    mode,
+    mode ?? undefined,
   );
-  return { mode, chunk, overlap, plan, refine };
+  const streaming = f.long === 'streaming' ? { anchor: f.anchor, implicit: false } : null;
+  return { mode, streaming, chunk, overlap, plan, refine };
 }

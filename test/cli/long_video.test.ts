@@ -39,7 +39,7 @@ const kinema = (args: string[]) =>
 test('long-video flags: the request they make, and named errors for layouts that cannot work', () => {
   assert.equal(longVideoRequest({}, 16, 25), null);
   const r = longVideoRequest({ long: 'vidrd' }, 64, 25)!;
-  assert.deepEqual([r.mode.name, r.chunk, r.overlap, r.plan.chunks], ['vidrd', 16, 8, 7]);
+  assert.deepEqual([r.mode?.name, r.chunk, r.overlap, r.plan.chunks], ['vidrd', 16, 8, 7]);
   assert.equal(longVideoRequest({ long: 'naive', chunk: 8, overlap: 2 }, 20, 10)!.plan.chunks, 3);
   const code = (f: Parameters<typeof longVideoRequest>[0], frames = 64, steps = 25) => {
     try {

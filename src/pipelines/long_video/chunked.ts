@@ -174,13 +174,16 @@ export function renoise(
   return out;
 }
 
-/** Checks a long-video request (plan, steps, mode) without a model: every error comes before any work. */
-export function checkLongVideo(o: LongVideoOptions, mode: LongVideoMode): ChunkPlan {
+/**
+ * Checks a long-video request (plan, steps, and the mode's own parameters when given) without a model: every
+ * error comes before any work.
+ */
+export function checkLongVideo(o: LongVideoOptions, mode?: LongVideoMode): ChunkPlan {
   const plan = planChunks(o.numFrames, o.chunk, o.overlap);
   const steps = o.numInferenceSteps ?? 25;
   if (!Number.isInteger(steps) || steps < 1)
     throw new KinemaError('LONG_BAD_STEPS', `the step count must be an integer ≥ 1, got ${steps}`);
-  mode.check?.(plan, steps);
+  mode?.check?.(plan, steps);
   return plan;
 }
 

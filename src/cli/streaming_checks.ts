@@ -1,0 +1,92 @@
+// `kinema generate --long streaming` (StreamingT2V) before any weights load: the model folder's adapters
+// (streaming/ + image_encoder/), the overlap they need (their F_cond), the base they were trained on (the
+// SHA-256 of unet/'s weights, a few milliseconds for the default model), and the --anchor file's existence.
+// Also picks --long streaming when --frames is longer than one window and the folder has adapters.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import sharp from 'sharp';
+import { join } from 'node:path';
+import { KinemaError } from '../errors.js';
+import { readConfig, findWeightsFile } from '../io/model_folder.js';
+import { baseFingerprint, parseStreamingConfig } from '../models/streaming/config.js';
+import { hasStreamingAdapters } from '../pipelines/streaming_t2v.js';
+import { DEFAULT_CHUNK } from '../pipelines/long_video/chunked.js';
+import { longVideoRequest } from './long_video_options.js';
+import type { LongVideoFlags, LongVideoRequest } from './long_video_options.js';
+
+/**
+ * The long-video request after the model folder is known: `long` itself, or --long streaming picked for a
+ * --frames longer than one window when the folder has adapters (no long-video flag given), with the overlap
+ * set to the adapters' F_cond; every streaming check done.
+ */
+export function planStreaming(
+  modelDir: string,
+  long: LongVideoRequest | null,
+  flags: LongVideoFlags & { frames: number; steps: number },
+): LongVideoRequest | null {
+  let req = long;
+  if (!req && flags.frames > DEFAULT_CHUNK && flags.latents === undefined && hasStreamingAdapters(modelDir)) {
+    const picked = longVideoRequest({ ...flags, long: 'streaming' }, flags.frames, flags.steps)!;
+    req = { ...picked, streaming: { anchor: undefined, implicit: true } };
+  }
+  if (!req?.streaming) return req;
+  if (!hasStreamingAdapters(modelDir) || !existsSync(join(modelDir, 'image_encoder')))
+    throw new KinemaError(
+      'STREAMING_NO_ADAPTERS',
+      `--long streaming: ${modelDir} has no StreamingT2V adapters (streaming/ and image_encoder/); train them ` +
+        `with kinema train cam-apm --base ${modelDir} --export ${modelDir}, or use --long naive|vidrd`,
+    );
+  const raw = readConfig(join(modelDir, 'streaming'));
+  const config = parseStreamingConfig(raw, join(modelDir, 'streaming', 'config.json'));
+  const want = raw['base_unet_sha256'];
+  if (typeof want === 'string') {
+    const have = baseFingerprint(readFileSync(findWeightsFile(join(modelDir, 'unet'))));
+    if (have !== want)
+      throw new KinemaError(
+        'STREAMING_WRONG_BASE',
+        `${modelDir}/streaming was trained on another base UNet (SHA-256 ${want.slice(0, 12)}…, unet/ is ` +
+          `${have.slice(0, 12)}…): retrain the adapters on this model (kinema train cam-apm)`,
+      );
+  }
+  if (req.overlap !== config.condFrames) {
+    if (flags.overlap !== undefined)
+      throw new KinemaError(
+        'LONG_STREAMING_OVERLAP',
+        `--long streaming: the adapters condition on ${config.condFrames} frames, so --overlap must be ` +
+          `${config.condFrames} (got ${flags.overlap}); drop --overlap to use it`,
+      );
+    const again = longVideoRequest(
+      { ...flags, long: 'streaming', overlap: config.condFrames },
+      flags.frames,
+      flags.steps,
+    )!;
+    req = { ...again, streaming: req.streaming };
+  }
+  const anchor = req.streaming!.anchor;
+  if (anchor !== undefined && !(existsSync(anchor) && statSync(anchor).isFile()))
+    throw new KinemaError('STREAMING_ANCHOR_BAD', `--anchor ${anchor}: no such file`);
+  return req;
+}
+
+/** `--anchor FILE.png` as RGB24 of the video's size (STREAMING_ANCHOR_BAD when it does not decode or fit). */
+export async function readAnchorImage(path: string, width: number, height: number): Promise<Uint8Array> {
+  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
+  try {
+    decoded = await sharp(path)
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    throw new KinemaError(
+      'STREAMING_ANCHOR_BAD',
+      `--anchor ${path}: not a readable image (${(e as Error).message})`,
+    );
+  }
+  const { data, info } = decoded;
+  if (info.width !== width || info.height !== height || info.channels !== 3)
+    throw new KinemaError(
+      'STREAMING_ANCHOR_BAD',
+      `--anchor ${path} is ${info.width}×${info.height}; the video is ${width}×${height} (resize the anchor to match)`,
+    );
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
