@@ -4,6 +4,9 @@
 // saves (`betas`, `alphas_cumprod`, … from register_schedule in lvdm/models/ddpm3d.py) are recomputed from the
 // YAML's schedule and compared, so a file trained on another schedule fails by name instead of sampling wrongly.
 // EMA copies (`model_ema.*`) are left unused and counted. Every other key is an error (CKPT_KEY_MISMATCH).
+// VideoCrafter1's image-to-video checkpoint (LatentVisualDiffusion) adds `embedder.model.visual.*` (the OpenCLIP
+// ViT-H/14 visual tower), `image_proj_model.*` (the Resampler) and, with `use_scale`, the `scale_arr` buffer:
+// loadLvdmI2VCheckpoint loads those too (docs/videocrafter_i2v.md); loadLvdmCheckpoint refuses such a file by name.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { KinemaError } from '../../errors.js';
@@ -15,6 +18,33 @@ import { LvdmUNet } from './unet.js';
 import { loadLdmVae } from './vae.js';
 import { loadOpenClipText } from './open_clip_text.js';
 import type { OpenClipLayer } from './open_clip_text.js';
+import { loadOpenClipVision } from '../clip/open_clip_vision.js';
+import type { CLIPVisionModel } from '../clip/vision_model.js';
+import { parseLvdmUNetConfig } from './config.js';
+import {
+  VIDEOCRAFTER1_RESAMPLER,
+  loadLvdmResampler,
+  parseLvdmResamplerConfig,
+  type LvdmResampler,
+  type LvdmResamplerConfig,
+} from './image_proj.js';
+
+/** LatentDiffusion's `use_scale` (VideoCrafter1 I2V, VideoCrafter2): x₀ is scaled by scale_arr[t] in q_sample/DDIM. */
+export interface LvdmLatentScale {
+  readonly scaleA: number;
+  readonly scaleB: number;
+  readonly midStep: number;
+  /** false (the release's default) makes scale_arr mid_step + timesteps long instead of timesteps. */
+  readonly fixScaleBug: boolean;
+}
+
+/** The image conditioning of a LatentVisualDiffusion model (VideoCrafter1 I2V). */
+export interface LvdmImageSettings {
+  /** `cond_img_config.target` (FrozenOpenCLIPImageEmbedderV2: the visual tower's tokens before ln_post). */
+  readonly embedder: string;
+  /** The Resampler: ddpm3d.py's fixed sizes, or `image_proj_stage_config.params` when the YAML has that block. */
+  readonly resampler: LvdmResamplerConfig;
+}
 
 export interface LvdmModelSettings {
   readonly linearStart: number;
@@ -31,6 +61,85 @@ export interface LvdmModelSettings {
   readonly textLayer: OpenClipLayer;
   /** `image_size`: the latent [h, w] the model was trained at (VideoCrafter1 512: [40, 64]), when given. */
   readonly latentSize: [number, number] | undefined;
+  /** `model.target` (lvdm.models.ddpm3d.LatentDiffusion or …LatentVisualDiffusion), when given. */
+  readonly target?: string | undefined;
+  /** Image conditioning (LatentVisualDiffusion / `cond_img_config`); undefined for text-to-video models. */
+  readonly image?: LvdmImageSettings | undefined;
+  /** `use_scale: true` and its parameters; undefined when the model does not scale x₀. */
+  readonly latentScale?: LvdmLatentScale | undefined;
+}
+
+const IMAGE_EMBEDDER = 'FrozenOpenCLIPImageEmbedderV2';
+
+/** The image-conditioning part of `model.params` (undefined for a text-to-video model). */
+function parseImageSettings(
+  p: Record<string, unknown>,
+  target: string | undefined,
+  where: string,
+): LvdmImageSettings | undefined {
+  const visual = target?.endsWith('LatentVisualDiffusion') === true;
+  if (p['cond_img_config'] === undefined) {
+    if (visual) fail(where, `model.target ${target} needs model.params.cond_img_config (its image embedder)`);
+    return undefined;
+  }
+  const cond = record(p['cond_img_config'], where, '"cond_img_config"');
+  const embedder = cond['target'];
+  if (typeof embedder !== 'string' || !embedder.endsWith(IMAGE_EMBEDDER))
+    fail(
+      where,
+      `cond_img_config.target ${JSON.stringify(embedder)}: only lvdm.modules.encoders.condition.${IMAGE_EMBEDDER} ` +
+        `(the OpenCLIP visual tower's tokens before ln_post, VideoCrafter1 I2V) is supported`,
+    );
+  const params = cond['params'] ? record(cond['params'], where, '"cond_img_config.params"') : {};
+  if (params['layer'] === 'penultimate')
+    fail(
+      where,
+      `cond_img_config.params.layer: "penultimate" raises NotImplementedError in ${IMAGE_EMBEDDER}`,
+    );
+  const finegrained = p['finegrained'] ?? false;
+  if (finegrained !== true)
+    fail(
+      where,
+      `model.params.finegrained: ${JSON.stringify(finegrained)} builds ImageProjModel (4 tokens from a pooled ` +
+        `1024-wide embedding), which ${IMAGE_EMBEDDER}'s 257 tokens cannot feed and Kinema does not run; the I2V ` +
+        `release has finegrained: true (the Resampler)`,
+    );
+  const stage = p['image_proj_stage_config'];
+  let resampler: LvdmResamplerConfig = { ...VIDEOCRAFTER1_RESAMPLER };
+  if (stage !== undefined) {
+    const block = record(stage, where, '"image_proj_stage_config"');
+    const t = block['target'];
+    if (t !== undefined && (typeof t !== 'string' || !t.endsWith('ip_resampler.Resampler')))
+      fail(
+        where,
+        `image_proj_stage_config.target ${JSON.stringify(t)}: only lvdm.modules.encoders.ip_resampler.Resampler is supported`,
+      );
+    resampler = parseLvdmResamplerConfig(
+      block['params'] ? record(block['params'], where, '"image_proj_stage_config.params"') : {},
+      `${where}: image_proj_stage_config.params`,
+    );
+  }
+  return { embedder, resampler };
+}
+
+function parseLatentScale(p: Record<string, unknown>, where: string): LvdmLatentScale | undefined {
+  const use = p['use_scale'] ?? false;
+  if (typeof use !== 'boolean')
+    fail(where, `model.params.use_scale must be true/false, got ${JSON.stringify(use)}`);
+  if (!use) return undefined;
+  const num = (k: string, d: number): number => {
+    const v = p[k] ?? d;
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      fail(where, `model.params.${k} must be a number, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const fix = p['fix_scale_bug'] ?? false;
+  if (typeof fix !== 'boolean') fail(where, `model.params.fix_scale_bug must be true/false`);
+  const midStep = num('mid_step', 400);
+  if (!Number.isInteger(midStep) || midStep < 1)
+    fail(where, `model.params.mid_step must be a positive integer, got ${midStep}`);
+  // ddpm3d.py's defaults: scale_a 1, scale_b 0.3, mid_step 400, fix_scale_bug False
+  return { scaleA: num('scale_a', 1), scaleB: num('scale_b', 0.3), midStep, fixScaleBug: fix };
 }
 
 function fail(where: string, message: string): never {
@@ -80,6 +189,8 @@ export function parseLvdmSettings(doc: unknown, where = 'LVDM config'): LvdmMode
   const embed = first['embed_dim'];
   if (embed !== undefined && typeof embed !== 'number')
     fail(where, 'first_stage_config.params.embed_dim must be a number');
+  const target = model['target'];
+  if (target !== undefined && typeof target !== 'string') fail(where, 'model.target must be a string');
   const size = p['image_size'];
   const latentSize =
     size === undefined
@@ -100,6 +211,9 @@ export function parseLvdmSettings(doc: unknown, where = 'LVDM config'): LvdmMode
     ddconfig: record(first['ddconfig'], where, '"first_stage_config.params.ddconfig"'),
     embedDim: embed as number | undefined,
     textLayer: layer,
+    target,
+    image: parseImageSettings(p, target, where),
+    latentScale: parseLatentScale(p, where),
   };
 }
 
@@ -188,6 +302,47 @@ export function checkScheduleBuffers(keys: CheckpointKeyMap, s: LvdmModelSetting
   return checked;
 }
 
+/** LatentDiffusion's scale_arr (float64): linspace(scale_a, scale_b, mid_step) then scale_b for the rest. */
+export function ldmScaleArr(scale: LvdmLatentScale, timesteps: number): Float64Array {
+  // the release's default (fix_scale_bug False) appends `timesteps` values, not timesteps − mid_step
+  const rest = scale.fixScaleBug ? timesteps - scale.midStep : timesteps;
+  const n = scale.midStep;
+  const out = new Float64Array(n + Math.max(rest, 0)).fill(scale.scaleB);
+  // np.linspace: start + i·step, the last value exactly the end
+  const step = n > 1 ? (scale.scaleB - scale.scaleA) / (n - 1) : 0;
+  for (let i = 0; i < n - 1; i++) out[i] = scale.scaleA + i * step;
+  if (n === 1) out[0] = scale.scaleA;
+  return out;
+}
+
+/** Compares the file's `scale_arr` (when it has one) with the one the YAML's use_scale settings give. */
+export function checkScaleArr(keys: CheckpointKeyMap, s: LvdmModelSettings): string[] {
+  const path = keys.reader.path;
+  if (!keys.reader.keys().includes('scale_arr')) return [];
+  if (!s.latentScale)
+    throw new KinemaError(
+      'CKPT_SCHEDULE_MISMATCH',
+      `${path}: the checkpoint has "scale_arr" (trained with use_scale) but the config has no model.params.use_scale: true`,
+    );
+  const want = ldmScaleArr(s.latentScale, s.timesteps);
+  const got = keys.tensor('scale_arr').data;
+  const { scaleA, scaleB, midStep, fixScaleBug } = s.latentScale;
+  const described = `scale_a ${scaleA}, scale_b ${scaleB}, mid_step ${midStep}, fix_scale_bug ${fixScaleBug}`;
+  if (got.length !== want.length)
+    throw new KinemaError(
+      'CKPT_SCHEDULE_MISMATCH',
+      `${path}: "scale_arr" has ${got.length} entries, the config's (${described}) ${want.length}`,
+    );
+  for (let i = 0; i < want.length; i++) {
+    if (Math.abs(got[i]! - want[i]!) > 1e-6 * Math.max(1, Math.abs(want[i]!)))
+      throw new KinemaError(
+        'CKPT_SCHEDULE_MISMATCH',
+        `${path}: "scale_arr"[${i}] is ${got[i]}, the config's (${described}) gives ${want[i]}`,
+      );
+  }
+  return ['scale_arr'];
+}
+
 export interface LoadedLvdm {
   readonly unet: LvdmUNet;
   readonly vae: AutoencoderKL;
@@ -195,17 +350,19 @@ export interface LoadedLvdm {
   readonly settings: LvdmModelSettings;
   /** Schedule buffers compared with the config. */
   readonly checkedBuffers: readonly string[];
-  /** Keys deliberately left unused (EMA copies). */
+  /** Keys deliberately left unused (EMA copies; for I2V also the image embedder's unused CLIP text parts). */
   readonly ignored: number;
 }
 
-/** Loads every part of a LatentDiffusion checkpoint strictly; a key no part takes is CKPT_KEY_MISMATCH. */
-export function loadLvdmCheckpoint(
-  reader: TensorReader,
+/** The key prefixes only an image-to-video (LatentVisualDiffusion) checkpoint has. */
+const I2V_PREFIXES = ['embedder.', 'image_proj_model.'] as const;
+
+function loadCommonParts(
+  keys: CheckpointKeyMap,
   settings: LvdmModelSettings,
-  opts: { textHeads?: number } = {},
-): LoadedLvdm {
-  const keys = new CheckpointKeyMap(reader);
+  opts: { textHeads?: number },
+): Pick<LoadedLvdm, 'unet' | 'vae' | 'textEncoder'> {
+  const reader = keys.reader;
   const { stateDict, shapes } = keys.take('model.diffusion_model.');
   const unet = LvdmUNet.fromConfig(settings.unet);
   unet.loadWeights(stateDict, shapes);
@@ -220,8 +377,104 @@ export function loadLvdmCheckpoint(
         ...(opts.textHeads !== undefined && { heads: opts.textHeads }),
       })
     : null;
+  return { unet, vae, textEncoder };
+}
+
+/** Loads every part of a LatentDiffusion checkpoint strictly; a key no part takes is CKPT_KEY_MISMATCH. */
+export function loadLvdmCheckpoint(
+  reader: TensorReader,
+  settings: LvdmModelSettings,
+  opts: { textHeads?: number } = {},
+): LoadedLvdm {
+  const i2v = reader.keys().filter((k) => I2V_PREFIXES.some((p) => k.startsWith(p)));
+  if (i2v.length > 0)
+    throw new KinemaError(
+      'CKPT_KEY_MISMATCH',
+      `${reader.path}: an image-to-video (LatentVisualDiffusion) checkpoint — ${i2v.length} keys such as ` +
+        `${i2v.slice(0, 3).join(', ')} are its image embedder and projection model; load it with ` +
+        `loadLvdmI2VCheckpoint and its I2V YAML (the text-to-video path does not run it)`,
+    );
+  const keys = new CheckpointKeyMap(reader);
+  const parts = loadCommonParts(keys, settings, opts);
   const checkedBuffers = checkScheduleBuffers(keys, settings);
   const ignored = keys.ignore((k) => k.startsWith('model_ema.'));
   keys.assertAllUsed('a VideoCrafter (LVDM) checkpoint');
-  return { unet, vae, textEncoder, settings, checkedBuffers, ignored };
+  return { ...parts, settings, checkedBuffers, ignored };
+}
+
+export interface LoadedLvdmI2V extends LoadedLvdm {
+  /** `embedder.model.visual.*`: `encode(...).lastHiddenState` is the 257 tokens before ln_post (ViT-H/14, 224²). */
+  readonly imageEncoder: CLIPVisionModel;
+  /** `image_proj_model.*`: the Resampler, tokens → the image context tokens. */
+  readonly imageProj: LvdmResampler;
+}
+
+export interface LvdmI2VLoadOptions {
+  /** OpenCLIP text attention heads (default width / 64). */
+  textHeads?: number;
+  /** OpenCLIP visual attention heads (default: open_clip's config for the width, 16 for ViT-H/14's 1280). */
+  visionHeads?: number;
+}
+
+// FrozenOpenCLIPImageEmbedderV2 builds a whole OpenCLIP model and deletes only its text transformer
+// (`del model.transformer`): the rest of the text side stays in the state dict and is never run.
+const EMBEDDER_TEXT_LEFTOVERS = new Set([
+  'token_embedding.weight',
+  'positional_embedding',
+  'ln_final.weight',
+  'ln_final.bias',
+  'text_projection',
+  'logit_scale',
+  'attn_mask',
+]);
+
+/**
+ * Loads a VideoCrafter1 image-to-video checkpoint (LatentVisualDiffusion) strictly: the UNet (with its
+ * `attn2.to_k_ip/to_v_ip`), first stage, OpenCLIP text tower, `embedder.model.visual.*` (the OpenCLIP visual
+ * tower), `image_proj_model.*` (the Resampler of the settings), the DDPM buffers and scale_arr checked against the
+ * YAML. Left unused by name: `model_ema.*` and the image embedder's text leftovers (`embedder.model.token_embedding`,
+ * `positional_embedding`, `ln_final`, `text_projection`, `logit_scale`, `transformer.*`). Any other key is
+ * CKPT_KEY_MISMATCH naming it.
+ */
+export function loadLvdmI2VCheckpoint(
+  reader: TensorReader,
+  settings: LvdmModelSettings,
+  opts: LvdmI2VLoadOptions = {},
+): LoadedLvdmI2V {
+  if (!settings.image)
+    throw new KinemaError(
+      'LVDM_CONFIG',
+      `${reader.path}: the config describes no image conditioning (model.target ` +
+        `lvdm.models.ddpm3d.LatentVisualDiffusion with cond_img_config, as configs/inference_i2v_512_v1.0.yaml)`,
+    );
+  const r = settings.image.resampler;
+  const unetConfig = parseLvdmUNetConfig(settings.unet);
+  if (r.outputDim !== unetConfig.contextDim)
+    throw new KinemaError(
+      'LVDM_CONFIG',
+      `${reader.path}: the resampler's output_dim ${r.outputDim} differs from unet_config.params.context_dim ` +
+        `${unetConfig.contextDim}: its tokens could not join the text context`,
+    );
+  const keys = new CheckpointKeyMap(reader);
+  const parts = loadCommonParts(keys, settings, opts);
+  const imageEncoder = loadOpenClipVision(keys, {
+    prefix: 'embedder.model.visual.',
+    ...(opts.visionHeads !== undefined && { heads: opts.visionHeads }),
+  });
+  if (imageEncoder.config.hiddenSize !== r.embeddingDim)
+    throw new KinemaError(
+      'CKPT_KEY_MISMATCH',
+      `${reader.path}: the visual tower under embedder.model.visual. is ${imageEncoder.config.hiddenSize} wide, ` +
+        `the resampler's embedding_dim is ${r.embeddingDim}`,
+    );
+  let ignored = keys.ignore((k) => {
+    if (!k.startsWith('embedder.model.')) return false;
+    const rest = k.slice('embedder.model.'.length);
+    return EMBEDDER_TEXT_LEFTOVERS.has(rest) || rest.startsWith('transformer.');
+  });
+  const imageProj = loadLvdmResampler(keys, r);
+  const checkedBuffers = [...checkScheduleBuffers(keys, settings), ...checkScaleArr(keys, settings)];
+  ignored += keys.ignore((k) => k.startsWith('model_ema.'));
+  keys.assertAllUsed('a VideoCrafter image-to-video (LatentVisualDiffusion) checkpoint');
+  return { ...parts, settings, checkedBuffers, ignored, imageEncoder, imageProj };
 }

@@ -1,6 +1,8 @@
 // LVDM UNet vs VideoCrafter's own UNetModel (scripts/fixtures/lvdm_parity.py): a tiny random model with every
 // switch of the VideoCrafter1 releases (relative positions, temporal convs, image cross-attention, init_attn,
-// fps), loaded from a torch.save file by the release's key names, output matched in fp32.
+// fps), loaded from a torch.save file by the release's key names, output matched in fp32; and the image-to-video
+// release's own switch set with 77 text + 16 image tokens (scripts/fixtures/lvdm_i2v.py), at the release's image
+// scale 1.0 and at 0.5.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
@@ -29,6 +31,15 @@ const FIXTURES = [
     keys: [
       'input_blocks.1.0.temopral_conv.conv1.0.weight',
       'input_blocks.1.1.transformer_blocks.0.attn2.to_k_ip.weight',
+    ],
+  },
+  {
+    file: 'unet_i2v.pt',
+    what: 'the i2v release switch set: temopral_conv, no relative positions, image attention on 16 tokens, fps',
+    keys: [
+      'input_blocks.1.0.temopral_conv.conv4.3.weight',
+      'middle_block.1.transformer_blocks.0.attn2.to_v_ip.weight',
+      'init_attn.0.transformer_blocks.0.attn1.to_q.weight',
     ],
   },
   {
@@ -63,3 +74,33 @@ for (const f of FIXTURES) {
     assert.ok(err.rel <= 1e-4, `relative error ${err.rel}`);
   });
 }
+
+test('LVDM UNet image cross-attention: context split at 77, image scale as image_cross_attention_scale', async (t) => {
+  const fixture = resolve('test/fixtures/lvdm/unet_i2v.pt');
+  const ckpt = TorchCheckpoint.open(fixture);
+  const config = toPlain((ckpt.root as PickleDict).map.get('config')) as Record<string, unknown>;
+  const model = LvdmUNet.fromConfig(config);
+  const { stateDict, shapes } = new CheckpointKeyMap(ckpt).take('model.diffusion_model.');
+  model.loadWeights(stateDict, shapes);
+  ckpt.close();
+  assert.equal(model.config.useImageAttention, true);
+  assert.equal(model.config.useRelativePosition, false);
+  const d = io(fixture);
+  assert.deepEqual(d['context']!.shape, [2, 77 + 16, 24]);
+  model.setImageScale(0.5);
+  const half = await model.run(d['x']!, d['timesteps']!, d['context']!, { fps: d['fps']! });
+  const err = maxRelErr(half.data as Float32Array, d['out_scale_half']!.data as Float32Array);
+  t.diagnostic(`scale 0.5: max abs ${err.abs.toExponential(2)}, relative ${err.rel.toExponential(2)}`);
+  assert.ok(err.rel <= 1e-4, `relative error ${err.rel}`);
+  // the scale matters (the image tokens reach the output) …
+  const full = maxRelErr(d['out']!.data as Float32Array, d['out_scale_half']!.data as Float32Array);
+  assert.ok(full.rel > 1e-3, `scale 1 vs 0.5 differ by ${full.rel}`);
+  // … and 77 text tokens alone are refused by name
+  model.setImageScale(1);
+  const textOnly = hostTensor((d['context']!.data as Float32Array).slice(0, 2 * 77 * 24), [2, 77, 24]);
+  await assert.rejects(
+    model.run(d['x']!, d['timesteps']!, textOnly, { fps: d['fps']! }),
+    (e: Error & { code?: string }) =>
+      e.code === 'LVDM_BAD_INPUT' && /77 text tokens \+ image tokens/.test(e.message),
+  );
+});
