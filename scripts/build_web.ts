@@ -45,9 +45,13 @@ const browserPlatform: esbuild.Plugin = {
 
 type FileEntry = { path: string; size: number; sha256: string };
 
+/** Folders of models/default the page never loads (it generates one window): StreamingT2V's adapters. */
+const NOT_FOR_THE_PAGE = new Set(['streaming', 'image_encoder']);
+
 function copyTree(from: string, to: string, files: FileEntry[], base: string): void {
   mkdirSync(to, { recursive: true });
   for (const name of readdirSync(from).sort()) {
+    if (to === base && NOT_FOR_THE_PAGE.has(name)) continue;
     const src = join(from, name);
     const dst = join(to, name);
     if (statSync(src).isDirectory()) copyTree(src, dst, files, base);

@@ -21,7 +21,7 @@ import { StateDictError } from '../nn/module.js';
 import { UNet3DConditionModel } from '../models/unet3d/unet3d.js';
 import { StreamingAdapters, streamingForward } from '../models/streaming/streaming_unet.js';
 import { baseFingerprint, parseStreamingConfig } from '../models/streaming/config.js';
-import { AnchorEncoder } from '../models/streaming/anchor.js';
+import { ClipImageEncoder } from '../models/clip/image_encoder.js';
 import { loadStateDict, readConfig, findWeightsFile } from '../io/model_folder.js';
 import { joinPath as join, resolveLoader } from '../io/loader.js';
 import type { FileLoader } from '../io/loader.js';
@@ -60,7 +60,7 @@ export class StreamingAdaptersBundle {
   private constructor(
     readonly adapters: StreamingAdapters,
     readonly weights: StateDict,
-    readonly anchorEncoder: AnchorEncoder,
+    readonly anchorEncoder: ClipImageEncoder,
   ) {}
 
   /**
@@ -103,7 +103,7 @@ export class StreamingAdaptersBundle {
       if (e instanceof StateDictError) throw new StateDictError(`${sdir}: ${e.message}`);
       throw e;
     }
-    const encoder = await AnchorEncoder.fromFolder(join(dir, 'image_encoder'), loader);
+    const encoder = await ClipImageEncoder.fromFolder(join(dir, 'image_encoder'), loader);
     if (encoder.embedDim !== config.imageEmbedDim)
       throw new KinemaError(
         'STREAMING_BAD_CONFIG',
@@ -116,7 +116,7 @@ export class StreamingAdaptersBundle {
   static untrained(
     unet: UNet3DConditionModel,
     adapters: StreamingAdapters,
-    encoder: AnchorEncoder,
+    encoder: ClipImageEncoder,
   ): StreamingAdaptersBundle {
     return new StreamingAdaptersBundle(
       adapters,

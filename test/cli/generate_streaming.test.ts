@@ -24,7 +24,7 @@ import { readAnchorImage } from '../../src/cli/streaming_checks.js';
 import { UNet3DConditionModel } from '../../src/models/unet3d/unet3d.js';
 import { StreamingAdapters } from '../../src/models/streaming/streaming_unet.js';
 import { DEFAULT_STREAMING_CONFIG } from '../../src/models/streaming/config.js';
-import { AnchorEncoder } from '../../src/models/streaming/anchor.js';
+import { ClipImageEncoder } from '../../src/models/clip/image_encoder.js';
 import { writeStreamingAdapters } from '../../src/training/stages/cam_apm.js';
 import { ParameterSubset } from '../../src/training/parameter_subset.js';
 import { readAllFrames } from '../../src/io/video/index.js';
@@ -49,7 +49,7 @@ async function modelWithAdapters(root: string): Promise<string> {
     }),
   );
   const unet = await UNet3DConditionModel.fromPretrained(join(model, 'unet'));
-  const encoder = await AnchorEncoder.fromClipModel(clip);
+  const encoder = await ClipImageEncoder.fromClipModel(clip);
   const config = { ...DEFAULT_STREAMING_CONFIG, imageEmbedDim: encoder.embedDim };
   const adapters = new StreamingAdapters(unet.config, config);
   writeStreamingAdapters(model, {

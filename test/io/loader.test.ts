@@ -45,9 +45,11 @@ test('MemoryLoader answers kind, list, readText and open as the disk does', () =
       loader.list('models/default').map((e) => `${e.name}${e.isDir ? '/' : ''}`),
       [
         'MODEL_CARD.md',
+        'image_encoder/',
         'lora/',
         'model_index.json',
         'scheduler/',
+        'streaming/',
         'text_encoder/',
         'tokenizer/',
         'unet/',

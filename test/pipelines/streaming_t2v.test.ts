@@ -4,7 +4,7 @@
 // adapters of another base, and a wrong overlap is a named error before any work.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Generator } from '../../src/engine/random.js';
@@ -18,7 +18,7 @@ import { generateLongVideo } from '../../src/pipelines/long_video/chunked.js';
 import type { LongVideoMode } from '../../src/pipelines/long_video/chunked.js';
 import { StreamingAdapters } from '../../src/models/streaming/streaming_unet.js';
 import type { StreamingConfig } from '../../src/models/streaming/config.js';
-import { AnchorEncoder } from '../../src/models/streaming/anchor.js';
+import { ClipImageEncoder } from '../../src/models/clip/image_encoder.js';
 import { StreamingAdaptersBundle } from '../../src/pipelines/streaming_t2v.js';
 import { writeStreamingAdapters } from '../../src/training/stages/cam_apm.js';
 import { ParameterSubset } from '../../src/training/parameter_subset.js';
@@ -82,7 +82,7 @@ test('StreamingT2V mode: untrained adapters = fresh-noise continuation; trained 
   const root = mkdtempSync(join(tmpdir(), 'kinema-streaming-'));
   try {
     writeTinyVisionFolder(root);
-    const encoder = await AnchorEncoder.fromFolder(root);
+    const encoder = await ClipImageEncoder.fromFolder(root);
     const pipe = await tinyPipeline();
     const unet = pipe.components.unet;
     const adapters = new StreamingAdapters(unet.config, CONFIG);
@@ -156,7 +156,7 @@ test('streaming/ + image_encoder/ next to a pipeline folder: written, loaded str
     );
     const adapters = new StreamingAdapters(unet.config, CONFIG);
     const weights = adapters.initFrom(unet.stateDict, 1);
-    const encoder = await AnchorEncoder.fromClipModel(clip);
+    const encoder = await ClipImageEncoder.fromClipModel(clip);
     writeStreamingAdapters(model, {
       clipDir: clip,
       encoder,
@@ -192,4 +192,29 @@ test('streaming/ + image_encoder/ next to a pipeline folder: written, loaded str
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('the shipped adapters (models/default/streaming) load on models/default and steer the chunks after the first', async (t) => {
+  if (!existsSync('models/default/streaming/config.json'))
+    return t.skip('models/default has no streaming/ adapters');
+  const pipe = await TextToVideoPipeline.fromPretrained('models/default');
+  const bundle = await StreamingAdaptersBundle.load('models/default', pipe.components.unet);
+  assert.equal(bundle.condFrames, 8);
+  const layout = { numFrames: 24, chunk: 16, overlap: 8, numInferenceSteps: 2 };
+  const run = {
+    ...RUN,
+    prompt: 'a yellow square moves right on a purple background',
+    width: 64,
+    height: 64,
+    fps: 8,
+  };
+  const collect = async (mode: LongVideoMode) => {
+    const out: Uint8Array[][] = [];
+    for await (const e of generateLongVideo(pipe, { ...run, ...layout }, mode))
+      if (e.kind === 'chunk-done') out.push(e.frames);
+    return out;
+  };
+  const [streamed, fresh] = [await collect(bundle.mode(pipe)), await collect(freshNoise)];
+  assert.equal(maxDiff([streamed[0]!], [fresh[0]!]), 0, 'first chunk: the base model');
+  assert.ok(maxDiff([streamed[1]!], [fresh[1]!]) > 0, 'second chunk: the trained adapters act');
 });

@@ -22,7 +22,7 @@ import {
   streamingConfigJson,
 } from '../../models/streaming/config.js';
 import type { StreamingConfig } from '../../models/streaming/config.js';
-import { AnchorEncoder } from '../../models/streaming/anchor.js';
+import { ClipImageEncoder } from '../../models/clip/image_encoder.js';
 import { ClipVisionRoot } from '../../models/clip/vision_model.js';
 import { parseClipVisionConfig } from '../../models/clip/config.js';
 import type { StateDict } from '../../nn/module.js';
@@ -108,7 +108,7 @@ async function runCamApmStage(opts: StageOptions): Promise<StageResult> {
   const world = longWorldChunks(r.seed, sceneFrames, offsets);
   const data = await UnetTrainingData.load(base, world.source, r, opts.threads);
   const baseUnet = await UNet3DConditionModel.fromPretrained(join(base, 'unet'));
-  const encoder = await AnchorEncoder.fromClipModel(clipDir);
+  const encoder = await ClipImageEncoder.fromClipModel(clipDir);
   const adaptersConfig = { ...config, imageEmbedDim: encoder.embedDim };
   const adapters = new StreamingAdapters(baseUnet.config, adaptersConfig);
   const init = adapters.initFrom(baseUnet.stateDict, opts.seed);
@@ -225,7 +225,7 @@ export function writeStreamingAdapters(
   dir: string,
   o: {
     clipDir: string;
-    encoder: AnchorEncoder;
+    encoder: ClipImageEncoder;
     config: StreamingConfig;
     module: Module;
     weights: StateDict;
