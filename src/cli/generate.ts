@@ -16,7 +16,10 @@ import { vocabularyWords } from '../training/data/captions.js';
 import { addLongVideoOptions, longVideoRequest } from './long_video_options.js';
 import type { LongVideoFlags } from './long_video_options.js';
 import { writeLongVideo } from './long_video.js';
-import { readAnchorImage } from './streaming_checks.js';
+import { readAnchorImage, readImageFile } from './streaming_checks.js';
+import { addImageOptions } from './image_to_video.js';
+import type { ImageFlags } from './image_to_video.js';
+import { ImageAdapterBundle } from '../pipelines/image_to_video.js';
 import { StreamingAdaptersBundle } from '../pipelines/streaming_t2v.js';
 import { KinemaError } from '../errors.js';
 import { planGenerate } from './generate_checks.js';
@@ -40,7 +43,7 @@ export function unseenWords(prompt: string, vocabulary: ReadonlySet<string> = vo
   return out;
 }
 
-interface GenerateFlags extends LongVideoFlags {
+interface GenerateFlags extends LongVideoFlags, ImageFlags {
   model?: string;
   output: string;
   negative: string;
@@ -113,6 +116,8 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
         'GENERATE_BAD_OPTION',
         `${flag} applies to DSDN dual-stream models (e.g. models/dsdn); ${modelDir} is a single-stream model`,
       );
+  if (flags.image && loras.length > 0)
+    throw new KinemaError('GENERATE_BAD_OPTION', '--image with --lora is not implemented yet');
   if (dual && loras.length > 0)
     throw new KinemaError(
       'GENERATE_BAD_OPTION',
@@ -160,7 +165,10 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     await writeFromEvents(events, flags, format);
     return flags.output;
   }
-  // --anchor decodes before any weights load (a bad file fails in milliseconds).
+  // --anchor and --image decode before any weights load (a bad file fails in milliseconds).
+  const image = flags.image
+    ? await readImageFile(flags.image, plan.width, plan.height, '--image', 'I2V_BAD_IMAGE')
+    : undefined;
   const anchorPath = long?.streaming?.anchor;
   const anchor = anchorPath ? await readAnchorImage(anchorPath, plan.width, plan.height) : undefined;
   if (long?.streaming?.implicit)
@@ -199,6 +207,17 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     );
     return flags.output;
   }
+  if (image) {
+    const bundle = await ImageAdapterBundle.load(modelDir, pipe.components.unet);
+    const events = bundle.generate(pipe, {
+      ...opts,
+      image,
+      ...(flags.imageScale !== undefined && { imageScale: flags.imageScale }),
+      ...(flags.firstFrame !== undefined && { firstFrame: flags.firstFrame }),
+    });
+    await writeFromEvents(events, flags, format);
+    return flags.output;
+  }
   await writeFromEvents(pipe.generate(opts), flags, format);
   return flags.output;
 }
@@ -230,7 +249,7 @@ async function writeFromEvents(
 }
 
 export function generateCommand(): Command {
-  return addLongVideoOptions(new Command('generate'))
+  return addImageOptions(addLongVideoOptions(new Command('generate')))
     .description('generate a video from a text prompt')
     .argument('<prompt>', 'what the video shows')
     .option(

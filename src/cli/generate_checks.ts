@@ -29,8 +29,10 @@ import { schedulerFromConfig } from '../schedulers/index.js';
 import type { SchedulerName } from '../schedulers/index.js';
 import { sdeditTimesteps } from '../pipelines/long_video/refine.js';
 import { planStreaming } from './streaming_checks.js';
+import { checkImageFlags } from './image_to_video.js';
+import type { ImageFlags } from './image_to_video.js';
 
-export interface GenerateCheckFlags extends LongVideoFlags {
+export interface GenerateCheckFlags extends LongVideoFlags, ImageFlags {
   model?: string;
   /** --model X.ckpt: its inference YAML and a CLIP tokenizer folder. */
   config?: string;
@@ -125,7 +127,14 @@ export function planGenerate(
   if (!prompt.trim()) throw new KinemaError('GENERATE_EMPTY_PROMPT', 'the prompt is empty');
   const asked = longVideoRequest(flags, flags.frames, flags.steps);
   const modelDir = resolve(flags.model ?? defaultModelDir);
-  if (existsSync(modelDir) && statSync(modelDir).isFile()) return planCheckpoint(modelDir, flags, asked);
+  if (existsSync(modelDir) && statSync(modelDir).isFile()) {
+    if (flags.image !== undefined)
+      throw new KinemaError(
+        'GENERATE_BAD_OPTION',
+        '--image is not implemented for VideoCrafter checkpoints (.ckpt) yet',
+      );
+    return planCheckpoint(modelDir, flags, asked);
+  }
   for (const flag of ['config', 'tokenizer'] as const)
     if (flags[flag] !== undefined)
       throw new KinemaError(
@@ -150,7 +159,12 @@ export function planGenerate(
     );
   if (pipeline === 'DualStreamPipeline')
     parseDualStreamConfig(readConfig(join(modelDir, 'dsdn')), join(modelDir, 'dsdn', 'config.json'));
-  const long = pipeline === 'TextToVideoSDPipeline' ? planStreaming(modelDir, asked, flags) : asked;
+  checkImageFlags(flags, modelDir, { long: asked !== null, pipeline });
+  // --frames above one window picks --long streaming when the folder has adapters (not for --image)
+  const long =
+    pipeline === 'TextToVideoSDPipeline' && flags.image === undefined
+      ? planStreaming(modelDir, asked, flags)
+      : asked;
   const format = outputFormat(flags.output, flags.format);
   checkOutputWritable(flags.output, format);
   const unet = parseUNet3DConfig(readConfig(join(modelDir, 'unet')));

@@ -69,6 +69,17 @@ export function planStreaming(
 
 /** `--anchor FILE.png` as RGB24 of the video's size (STREAMING_ANCHOR_BAD when it does not decode or fit). */
 export async function readAnchorImage(path: string, width: number, height: number): Promise<Uint8Array> {
+  return readImageFile(path, width, height, '--anchor', 'STREAMING_ANCHOR_BAD');
+}
+
+/** An image file as RGB24 of exactly width×height; `code` names what failed (no resizing: say so instead). */
+export async function readImageFile(
+  path: string,
+  width: number,
+  height: number,
+  flag: string,
+  code: 'STREAMING_ANCHOR_BAD' | 'I2V_BAD_IMAGE',
+): Promise<Uint8Array> {
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
     decoded = await sharp(path)
@@ -85,8 +96,8 @@ export async function readAnchorImage(path: string, width: number, height: numbe
   const { data, info } = decoded;
   if (info.width !== width || info.height !== height || info.channels !== 3)
     throw new KinemaError(
-      'STREAMING_ANCHOR_BAD',
-      `--anchor ${path} is ${info.width}×${info.height}; the video is ${width}×${height} (resize the anchor to match)`,
+      code,
+      `${flag} ${path} is ${info.width}×${info.height}; the video is ${width}×${height} (resize it to match)`,
     );
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }

@@ -21,6 +21,7 @@ import { vaeTemporalStage } from '../training/stages/vae_temporal.js';
 import { loraStage, WORLD_BACKGROUNDS } from '../training/stages/lora.js';
 import { dsdnStage } from '../training/stages/dsdn.js';
 import { camApmStage } from '../training/stages/cam_apm.js';
+import { i2vStage } from '../training/stages/i2v.js';
 import { KinemaError } from '../errors.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
@@ -32,6 +33,7 @@ export const TRAINING_STAGES: readonly StageDefinition[] = [
   loraStage,
   dsdnStage,
   camApmStage,
+  i2vStage,
 ];
 
 export interface TrainFlags {
@@ -226,10 +228,10 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
 
 /** `--base <dir>` (vae-temporal only): the pipeline folder whose VAE gets the temporal decoder. */
 function baseFolder(stage: StageDefinition, dir: string): string {
-  if (!['vae-temporal', 'lora', 'dsdn', 'cam-apm'].includes(stage.name))
+  if (!['vae-temporal', 'lora', 'dsdn', 'cam-apm', 'i2v'].includes(stage.name))
     throw new KinemaError(
       'TRAIN_BAD_OPTION',
-      `--base applies to the vae-temporal, lora, dsdn and cam-apm stages only, not '${stage.name}'`,
+      `--base applies to the vae-temporal, lora, dsdn, cam-apm and i2v stages only, not '${stage.name}'`,
     );
   return resolve(dir);
 }

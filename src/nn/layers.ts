@@ -35,6 +35,13 @@ export class Linear extends Module implements LoRAHost {
     const y = this.bias ? op.add(xw, this.p('bias')) : xw;
     return addLoRABranches(y, x, this.loraBranches);
   }
+  /**
+   * x·Wᵀ without the bias (nor LoRA branches): a second input through the same projection, whose bias the
+   * first input's pass already added (decoupled cross-attention sums two attentions before `to_out`).
+   */
+  forwardWithoutBias(x: Tensor): Tensor {
+    return op.matmul(x, op.transpose(this.p('weight'), [1, 0]));
+  }
 }
 
 export interface ConvConfig {

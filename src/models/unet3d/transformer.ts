@@ -126,7 +126,14 @@ export interface FrameContext {
   readonly frames: number;
   /** The context of a given spatial cross-attention block instead of `states` (see `SpatialContextFn`). */
   readonly spatial?: SpatialContextFn;
+  /**
+   * A second branch added to each spatial cross-attention's output (decoupled image cross-attention, IP-Adapter
+   * / VideoCrafter I2V): given the block and its normed input [B·F, L, dim], a tensor of the output's shape.
+   */
+  readonly extraCrossAttention?: ExtraCrossAttentionFn;
 }
+
+export type ExtraCrossAttentionFn = (block: BasicTransformerBlock, normed: Tensor, frames: number) => Tensor;
 
 /** The cross-attention context [B, S', D] for one spatial transformer block, from the text states [B, S, D]. */
 export type SpatialContextFn = (block: BasicTransformerBlock, text: Tensor) => Tensor;
@@ -179,6 +186,7 @@ export class BasicTransformerBlock extends Module {
         );
       const states = context.spatial ? context.spatial(this, context.states) : context.states;
       h = op.add(crossAttentionOverFrames(this.attn2, n2, states, context.frames), h);
+      if (context.extraCrossAttention) h = op.add(context.extraCrossAttention(this, n2, context.frames), h);
     } else {
       h = op.add(this.attn2.forward(n2), h);
     }

@@ -21,7 +21,7 @@ import { TimestepEmbedding, sinusoidalEmbedding } from './embeddings.js';
 import { TransformerTemporalModel } from './transformer.js';
 import { DownBlock3D, UNetMidBlock3DCrossAttn, UpBlock3D } from './blocks.js';
 import type { BlockConditioning, BlockSettings } from './blocks.js';
-import type { SpatialContextFn } from './transformer.js';
+import type { ExtraCrossAttentionFn, SpatialContextFn } from './transformer.js';
 import { KinemaError } from '../../errors.js';
 
 export interface UNet3DForwardOptions {
@@ -36,6 +36,8 @@ export interface UNet3DForwardOptions {
    * temporal text attention keeps the text. StreamingT2V's APM mixes the anchor frame's tokens in per layer.
    */
   spatialContext?: SpatialContextFn;
+  /** A second branch added to every spatial cross-attention (decoupled image attention, src/models/i2v/). */
+  extraCrossAttention?: ExtraCrossAttentionFn;
 }
 
 type Recorder = (name: string, t: Tensor) => Tensor;
@@ -231,6 +233,7 @@ export class UNet3DConditionModel extends Module {
         states: encoderHiddenStates,
         frames,
         ...(opts.spatialContext && { spatial: opts.spatialContext }),
+        ...(opts.extraCrossAttention && { extraCrossAttention: opts.extraCrossAttention }),
       },
     };
     let h = op.reshape(op.transpose(sample, [0, 2, 1, 3, 4]), [

@@ -1,0 +1,126 @@
+// `kinema generate --image FILE.png` on a copy of models/default with a freshly initialised image adapter
+// (zero-initialised: plumbing, not quality): a video of the asked length, and named errors before any work.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { isKinemaError } from '../../src/errors.js';
+import { planGenerate } from '../../src/cli/generate_checks.js';
+import type { GenerateCheckFlags } from '../../src/cli/generate_checks.js';
+import { UNet3DConditionModel } from '../../src/models/unet3d/unet3d.js';
+import {
+  ImageAdapter,
+  defaultImageAdapterConfig,
+  imageAdapterConfigJson,
+} from '../../src/models/i2v/image_adapter.js';
+import { baseFingerprint } from '../../src/models/streaming/config.js';
+import { exportComponent } from '../../src/training/export.js';
+import { readAllFrames } from '../../src/io/video/index.js';
+
+const KINEMA = resolve(process.cwd(), 'bin/kinema.mjs');
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(isKinemaError(e), `not a KinemaError: ${String(e)}`);
+    return e.code;
+  }
+  assert.fail('expected an error');
+}
+
+test('--image: checks before any work, then an image-to-video run', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-gen-i2v-'));
+  try {
+    const model = join(root, 'model');
+    for (const c of [
+      'model_index.json',
+      'scheduler',
+      'text_encoder',
+      'tokenizer',
+      'unet',
+      'vae',
+      'image_encoder',
+    ])
+      cpSync(join('models/default', c), join(model, c), { recursive: true });
+    const out = join(root, 'out');
+    mkdirSync(out);
+    const f = (over: Partial<GenerateCheckFlags>): GenerateCheckFlags => ({
+      output: join(out, 'v.mp4'),
+      frames: 8,
+      steps: 2,
+      model,
+      ...over,
+    });
+    const png = join(root, 'in.png');
+    const small = join(root, 'small.png');
+    const px = (n: number) => Buffer.from(new Uint8Array(n * n * 3).map((_, i) => (i % 3 === 1 ? 200 : 50)));
+    await sharp(px(64), { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(png);
+    await sharp(px(32), { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toFile(small);
+    assert.equal(
+      codeOf(() => planGenerate('a red circle', f({ image: png }), model)),
+      'I2V_NO_ADAPTER',
+    );
+    const unet = await UNet3DConditionModel.fromPretrained(join(model, 'unet'));
+    const config = defaultImageAdapterConfig(unet.config, 64);
+    const adapter = new ImageAdapter(unet.config, config);
+    const sha = baseFingerprint(readFileSync(join(model, 'unet', 'diffusion_pytorch_model.safetensors')));
+    exportComponent(join(model, 'image_adapter'), {
+      config: { ...imageAdapterConfigJson(config), base_unet_sha256: sha },
+      stateDict: adapter.initParameters(1),
+      module: adapter,
+      weightsBasename: 'diffusion_pytorch_model',
+    });
+    assert.equal(planGenerate('a red circle', f({ image: png }), model).long, null);
+    assert.equal(
+      codeOf(() => planGenerate('a red circle', f({ imageScale: 2 }), model)),
+      'GENERATE_BAD_OPTION',
+    );
+    assert.equal(
+      codeOf(() => planGenerate('a red circle', f({ image: png, long: 'naive', frames: 32 }), model)),
+      'GENERATE_BAD_OPTION',
+    );
+    assert.equal(
+      codeOf(() => planGenerate('a red circle', f({ image: join(root, 'nope.png') }), model)),
+      'I2V_BAD_IMAGE',
+    );
+    assert.equal(
+      codeOf(() => planGenerate('a red circle', f({ image: png, model: 'models/dsdn' }), model)),
+      'GENERATE_BAD_OPTION',
+    );
+    const run = (args: string[]) =>
+      spawnSync(
+        process.execPath,
+        [
+          KINEMA,
+          'generate',
+          'a red circle moves right on a blue background',
+          '--model',
+          model,
+          '--frames',
+          '8',
+          '--steps',
+          '2',
+          ...args,
+        ],
+        { encoding: 'utf8', timeout: 300_000 },
+      );
+    const bad = run(['--image', small, '-o', join(out, 'bad.mp4')]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /\[I2V_BAD_IMAGE\].*|is 32×32; the video is 64×64/);
+    const ok = run(['--image', png, '--first-frame', 'replace', '-o', join(out, 'v.mp4')]);
+    assert.equal(ok.status, 0, ok.stderr);
+    const { frames } = await readAllFrames(join(out, 'v.mp4'));
+    assert.equal(frames.length, 8);
+    assert.deepEqual(readdirSync(out), ['v.mp4'], 'no partial file from the refused run');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
