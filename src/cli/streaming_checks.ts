@@ -67,37 +67,44 @@ export function planStreaming(
   return req;
 }
 
-/** `--anchor FILE.png` as RGB24 of the video's size (STREAMING_ANCHOR_BAD when it does not decode or fit). */
+/** `--anchor FILE` as RGB24 of the video's size (resized and centre-cropped; STREAMING_ANCHOR_BAD if unreadable). */
 export async function readAnchorImage(path: string, width: number, height: number): Promise<Uint8Array> {
   return readImageFile(path, width, height, '--anchor', 'STREAMING_ANCHOR_BAD');
 }
 
-/** An image file as RGB24 of exactly width×height; `code` names what failed (no resizing: say so instead). */
+/**
+ * An image file (PNG, JPEG, WebP, … what sharp decodes) as RGB24 of exactly width×height: an image of another
+ * size is scaled to cover the frame and centre-cropped (sharp's `cover`), with a note on stderr saying so.
+ * `code` names the failure when it does not decode.
+ */
 export async function readImageFile(
   path: string,
   width: number,
   height: number,
   flag: string,
   code: 'STREAMING_ANCHOR_BAD' | 'I2V_BAD_IMAGE',
+  note: (line: string) => void = (line) => process.stderr.write(line),
 ): Promise<Uint8Array> {
-  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
+  let size: { width?: number; height?: number };
   try {
-    decoded = await sharp(path)
+    size = await sharp(path).metadata();
+  } catch (e) {
+    throw new KinemaError(code, `${flag} ${path}: not a readable image (${(e as Error).message})`);
+  }
+  const [w0, h0] = [size.width ?? 0, size.height ?? 0];
+  if (!(w0 > 0 && h0 > 0)) throw new KinemaError(code, `${flag} ${path}: the image has no size`);
+  let data: Buffer;
+  try {
+    data = await sharp(path)
       .removeAlpha()
       .toColourspace('srgb')
+      .resize(width, height, { fit: 'cover', position: 'centre' })
       .raw()
-      .toBuffer({ resolveWithObject: true });
+      .toBuffer();
   } catch (e) {
-    throw new KinemaError(
-      'STREAMING_ANCHOR_BAD',
-      `--anchor ${path}: not a readable image (${(e as Error).message})`,
-    );
+    throw new KinemaError(code, `${flag} ${path}: not a readable image (${(e as Error).message})`);
   }
-  const { data, info } = decoded;
-  if (info.width !== width || info.height !== height || info.channels !== 3)
-    throw new KinemaError(
-      code,
-      `${flag} ${path} is ${info.width}×${info.height}; the video is ${width}×${height} (resize it to match)`,
-    );
+  if (w0 !== width || h0 !== height)
+    note(`note: ${flag} ${path} is ${w0}×${h0}; scaled to cover ${width}×${height} and centre-cropped\n`);
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }

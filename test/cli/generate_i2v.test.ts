@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -112,11 +112,13 @@ test('--image: checks before any work, then an image-to-video run', async () => 
         ],
         { encoding: 'utf8', timeout: 300_000 },
       );
-    const bad = run(['--image', small, '-o', join(out, 'bad.mp4')]);
+    writeFileSync(join(root, 'junk.png'), 'not an image');
+    const bad = run(['--image', join(root, 'junk.png'), '-o', join(out, 'bad.mp4')]);
     assert.equal(bad.status, 1);
-    assert.match(bad.stderr, /\[I2V_BAD_IMAGE\].*|is 32×32; the video is 64×64/);
-    const ok = run(['--image', png, '--first-frame', 'replace', '-o', join(out, 'v.mp4')]);
+    assert.match(bad.stderr, /not a readable image.*\[I2V_BAD_IMAGE\]/);
+    const ok = run(['--image', small, '--first-frame', 'replace', '-o', join(out, 'v.mp4')]);
     assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stderr, /--image .* is 32×32; scaled to cover 64×64 and centre-cropped/);
     const { frames } = await readAllFrames(join(out, 'v.mp4'));
     assert.equal(frames.length, 8);
     assert.deepEqual(readdirSync(out), ['v.mp4'], 'no partial file from the refused run');

@@ -20,7 +20,7 @@ import sharp from 'sharp';
 import { isKinemaError } from '../../src/errors.js';
 import { planGenerate } from '../../src/cli/generate_checks.js';
 import type { GenerateCheckFlags } from '../../src/cli/generate_checks.js';
-import { readAnchorImage } from '../../src/cli/streaming_checks.js';
+import { readAnchorImage, readImageFile } from '../../src/cli/streaming_checks.js';
 import { UNet3DConditionModel } from '../../src/models/unet3d/unet3d.js';
 import { StreamingAdapters } from '../../src/models/streaming/streaming_unet.js';
 import { DEFAULT_STREAMING_CONFIG } from '../../src/models/streaming/config.js';
@@ -136,7 +136,12 @@ test('--long streaming: picked above one window, checks before any work, --ancho
       .png()
       .toFile(good);
     writeFileSync(join(root, 'junk.png'), 'not a png');
-    await assert.rejects(readAnchorImage(small, 64, 64), /is 32×32; the video is 64×64/);
+    const notes: string[] = [];
+    const scaled = await readImageFile(small, 64, 64, '--anchor', 'STREAMING_ANCHOR_BAD', (l) =>
+      notes.push(l),
+    );
+    assert.equal(scaled.length, 64 * 64 * 3, 'another size: scaled and centre-cropped');
+    assert.match(notes.join(''), /is 32×32; scaled to cover 64×64 and centre-cropped/);
     await assert.rejects(
       readAnchorImage(join(root, 'junk.png'), 64, 64),
       (e: Error & { code?: string }) => e.code === 'STREAMING_ANCHOR_BAD',
@@ -178,7 +183,7 @@ test('--long streaming: picked above one window, checks before any work, --ancho
         '--frames',
         '24',
         '--anchor',
-        small,
+        join(root, 'junk.png'),
         '--long',
         'streaming',
         '-o',

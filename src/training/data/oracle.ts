@@ -267,6 +267,8 @@ function judgeObject(
       across,
       motion: motion?.motion ?? null,
       measured: motion?.measured ?? null,
+      // where the object is first seen (pixels), for first-frame comparisons (image-to-video)
+      start: points[0] ? { x: points[0].x, y: points[0].y } : null,
     },
   };
 }
