@@ -45,8 +45,8 @@ const browserPlatform: esbuild.Plugin = {
 
 type FileEntry = { path: string; size: number; sha256: string };
 
-/** Folders of models/default the page never loads (it generates one window): StreamingT2V's adapters. */
-const NOT_FOR_THE_PAGE = new Set(['streaming', 'image_encoder']);
+/** Folders of models/default the page never loads (text-to-video, one window): the StreamingT2V and I2V adapters. */
+const NOT_FOR_THE_PAGE = new Set(['streaming', 'image_encoder', 'image_adapter']);
 
 function copyTree(from: string, to: string, files: FileEntry[], base: string): void {
   mkdirSync(to, { recursive: true });

@@ -28,7 +28,7 @@ export function addImageOptions(cmd: Command): Command {
     .addOption(
       new Option(
         '--first-frame <mode>',
-        "--image: 'replace' also pins the first frame's latents to the image's (default none: the adapter alone)",
+        "--image: 'replace' (default) also pins the first frame's latents to the image's; 'none': the image adapter alone",
       ).choices(['none', 'replace']),
     );
 }

@@ -36,7 +36,10 @@ export interface ImageToVideoOptions extends TextToVideoOptions {
   image: Uint8Array;
   /** Strength of the image attention (default 1, the release's image_cross_attention_scale). */
   imageScale?: number;
-  /** 'replace': the first frame's latents follow the image's (default 'none': the adapter alone). */
+  /**
+   * 'replace' (default): the first frame's latents follow the image's; 'none': the adapter alone (VideoCrafter1's
+   * method, which on the default model does not keep the first frame: docs/videocrafter_i2v.md).
+   */
   firstFrame?: FirstFrameMode;
 }
 
@@ -160,7 +163,7 @@ export class ImageAdapterBundle {
       image_tokens: hostTensor(t.data, [2, t.tokens, t.width]),
       image_scale: hostTensor(Float32Array.of(scale, scale), [2]),
     };
-    const replace = o.firstFrame === 'replace';
+    const replace = (o.firstFrame ?? 'replace') === 'replace';
     const z = replace
       ? ((await pipe.encodeVideo(hostTensor(toFloatFrames([o.image], w, h), [1, 3, h, w])))
           .data as Float32Array)

@@ -3,7 +3,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -19,6 +28,7 @@ import {
 import { baseFingerprint } from '../../src/models/streaming/config.js';
 import { exportComponent } from '../../src/training/export.js';
 import { readAllFrames } from '../../src/io/video/index.js';
+import { worldSample } from '../../src/training/data/world.js';
 
 const KINEMA = resolve(process.cwd(), 'bin/kinema.mjs');
 
@@ -122,6 +132,34 @@ test('--image: checks before any work, then an image-to-video run', async () => 
     const { frames } = await readAllFrames(join(out, 'v.mp4'));
     assert.equal(frames.length, 8);
     assert.deepEqual(readdirSync(out), ['v.mp4'], 'no partial file from the refused run');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('kinema generate --image on the shipped default model: the first frame within 25 levels of the input', async (t) => {
+  if (!existsSync('models/default/image_adapter/config.json'))
+    return t.skip('models/default has no image_adapter/');
+  const root = mkdtempSync(join(tmpdir(), 'kinema-gen-i2v-default-'));
+  try {
+    const s = worldSample(7, 3, { width: 64, height: 64, frames: 16, split: 'heldout' });
+    const png = join(root, 'first.png');
+    await sharp(Buffer.from(s.frames[0]!), { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(png);
+    const out = join(root, 'v.mp4');
+    const r = spawnSync(
+      process.execPath,
+      [KINEMA, 'generate', s.caption, '--image', png, '--frames', '8', '--steps', '10', '-o', out],
+      { encoding: 'utf8', timeout: 300_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const { frames } = await readAllFrames(out);
+    assert.equal(frames.length, 8);
+    let sum = 0;
+    for (let i = 0; i < frames[0]!.length; i++) sum += Math.abs(frames[0]![i]! - s.frames[0]![i]!);
+    const mad = sum / frames[0]!.length;
+    assert.ok(mad <= 25, `frame 0 is ${mad.toFixed(1)} levels from the input (mean absolute difference)`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -45,6 +45,7 @@ test('MemoryLoader answers kind, list, readText and open as the disk does', () =
       loader.list('models/default').map((e) => `${e.name}${e.isDir ? '/' : ''}`),
       [
         'MODEL_CARD.md',
+        'image_adapter/',
         'image_encoder/',
         'lora/',
         'model_index.json',
