@@ -6,8 +6,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import sharp from 'sharp';
 import { join } from 'node:path';
 import { KinemaError } from '../errors.js';
-import { readConfig, findWeightsFile } from '../io/model_folder.js';
-import { baseFingerprint, parseStreamingConfig } from '../models/streaming/config.js';
+import { readConfig } from '../io/model_folder.js';
+import { parseStreamingConfig } from '../models/streaming/config.js';
+import { checkAdapterBase } from '../pipelines/adapter_folder.js';
 import { hasStreamingAdapters } from '../pipelines/streaming_t2v.js';
 import { DEFAULT_CHUNK } from '../pipelines/long_video/chunked.js';
 import { longVideoRequest } from './long_video_options.js';
@@ -37,16 +38,7 @@ export function planStreaming(
     );
   const raw = readConfig(join(modelDir, 'streaming'));
   const config = parseStreamingConfig(raw, join(modelDir, 'streaming', 'config.json'));
-  const want = raw['base_unet_sha256'];
-  if (typeof want === 'string') {
-    const have = baseFingerprint(readFileSync(findWeightsFile(join(modelDir, 'unet'))));
-    if (have !== want)
-      throw new KinemaError(
-        'STREAMING_WRONG_BASE',
-        `${modelDir}/streaming was trained on another base UNet (SHA-256 ${want.slice(0, 12)}…, unet/ is ` +
-          `${have.slice(0, 12)}…): retrain the adapters on this model (kinema train cam-apm)`,
-      );
-  }
+  checkAdapterBase(modelDir, join(modelDir, 'streaming'), raw['base_unet_sha256'], 'STREAMING_WRONG_BASE');
   if (req.overlap !== config.condFrames) {
     if (flags.overlap !== undefined)
       throw new KinemaError(

@@ -4,20 +4,16 @@
 // the tokens of an all-zero image (mid-grey), as the release. Optionally (`firstFrame: 'replace'`) the first
 // frame's latents are the image's own VAE latents, noised to the current level after every step — a training-
 // free first-frame latent conditioning (the "replacement" of Ho et al. 2022) measured against the adapter alone.
-import type { Tensor } from '../engine/tensor.js';
-import * as op from '../engine/ops.js';
 import { hostTensor } from '../engine/runtime.js';
 import type { HostTensor } from '../engine/runtime.js';
 import { Generator } from '../engine/random.js';
-import { compileWithWeights } from '../nn/compile.js';
 import type { CompiledFunction } from '../nn/compile.js';
 import type { StateDict } from '../nn/module.js';
 import { StateDictError } from '../nn/module.js';
 import type { UNet3DConditionModel } from '../models/unet3d/unet3d.js';
 import { ImageAdapter, parseImageAdapterConfig } from '../models/i2v/image_adapter.js';
 import { ClipImageEncoder } from '../models/clip/image_encoder.js';
-import { baseFingerprint } from '../models/streaming/config.js';
-import { findWeightsFile, loadStateDict, readConfig } from '../io/model_folder.js';
+import { loadStateDict, readConfig } from '../io/model_folder.js';
 import { joinPath as join, resolveLoader } from '../io/loader.js';
 import type { FileLoader } from '../io/loader.js';
 import type {
@@ -27,6 +23,7 @@ import type {
   TextToVideoPipeline,
 } from './text_to_video.js';
 import { toFloatFrames } from './long_video/latent_frames.js';
+import { adapterDenoiser, checkAdapterBase } from './adapter_folder.js';
 import { KinemaError } from '../errors.js';
 
 export type FirstFrameMode = 'none' | 'replace';
@@ -71,21 +68,7 @@ export class ImageAdapterBundle {
           `kinema train i2v --base ${dir} --export ${dir}`,
       );
     const raw = readConfig(adir, loader);
-    const want = raw['base_unet_sha256'];
-    if (typeof want === 'string') {
-      const f = files.open(findWeightsFile(join(dir, 'unet'), loader ? { loader } : {}));
-      let have: string;
-      try {
-        have = baseFingerprint(f.read(0, f.size));
-      } finally {
-        f.close();
-      }
-      if (have !== want)
-        throw new KinemaError(
-          'I2V_WRONG_BASE',
-          `${adir} was trained on another base UNet (SHA-256 ${want.slice(0, 12)}…, unet/ is ${have.slice(0, 12)}…)`,
-        );
-    }
+    checkAdapterBase(dir, adir, raw['base_unet_sha256'], 'I2V_WRONG_BASE', loader);
     const adapter = new ImageAdapter(unet.config, parseImageAdapterConfig(raw, join(adir, 'config.json')));
     const own = loadStateDict(adir, loader ? { loader } : {});
     try {
@@ -114,36 +97,12 @@ export class ImageAdapterBundle {
 
   private denoiser(pipe: TextToVideoPipeline, feeds: Record<string, HostTensor>): GuidedDenoiser {
     const unet = pipe.components.unet as UNet3DConditionModel;
-    return {
-      feeds,
-      program: (latentShape, ctxShape, withFps) => {
-        const tokens = feeds['image_tokens']!.shape;
-        const key = `${latentShape.join(',')}|${ctxShape.join(',')}|${tokens.join(',')}|${withFps}`;
-        let hit = this.programs.get(key);
-        if (!hit) {
-          const fn = (x: Tensor, t: Tensor, ctx: Tensor, g: Tensor, ...rest: Tensor[]): Tensor => {
-            const [fps, img, scale] = withFps ? rest : [undefined, ...rest];
-            const hook = this.adapter.conditioning(unet, img!, scale!);
-            const eps = unet.forward(op.concat([x, x], 0), t, ctx, { ...(fps && { fps }), ...hook });
-            const [u, c] = op.chunk(eps, 2, 0) as [Tensor, Tensor];
-            return op.add(u, op.mul(op.sub(c, u), g));
-          };
-          const specs = [
-            { name: 'latents', shape: [...latentShape] },
-            { name: 'timestep', shape: [1] },
-            { name: 'context', shape: [...ctxShape] },
-            { name: 'guidance', shape: [] },
-            ...(withFps ? [{ name: 'fps', shape: [1] }] : []),
-            { name: 'image_tokens', shape: [...tokens] },
-            { name: 'image_scale', shape: [2] },
-          ];
-          hit = compileWithWeights(fn, specs, this.weights, { ep: pipe.ep });
-          this.programs.set(key, hit);
-          hit.catch(() => this.programs.delete(key));
-        }
-        return hit;
-      },
-    };
+    return adapterDenoiser(pipe, this.weights, this.programs, feeds, (pair, t, ctx, x, fps) =>
+      unet.forward(pair, t, ctx, {
+        ...(fps && { fps }),
+        ...this.adapter.conditioning(unet, x['image_tokens']!, x['image_scale']!),
+      }),
+    );
   }
 
   /** Generates a video from `o.image` and the prompt; the events of `TextToVideoPipeline.generate`. */

@@ -10,22 +10,21 @@
 //
 // The adapters live next to a pipeline folder's components: streaming/ (config.json + weights, with the SHA-256
 // of the base UNet's weights they were trained on) and image_encoder/ (a CLIPVisionModelWithProjection).
-import type { Tensor } from '../engine/tensor.js';
 import * as op from '../engine/ops.js';
 import { hostTensor } from '../engine/runtime.js';
 import type { HostTensor } from '../engine/runtime.js';
-import { compileWithWeights } from '../nn/compile.js';
 import type { CompiledFunction } from '../nn/compile.js';
 import type { StateDict } from '../nn/module.js';
 import { StateDictError } from '../nn/module.js';
 import { UNet3DConditionModel } from '../models/unet3d/unet3d.js';
 import { StreamingAdapters, streamingForward } from '../models/streaming/streaming_unet.js';
-import { baseFingerprint, parseStreamingConfig } from '../models/streaming/config.js';
+import { parseStreamingConfig } from '../models/streaming/config.js';
 import { ClipImageEncoder } from '../models/clip/image_encoder.js';
-import { loadStateDict, readConfig, findWeightsFile } from '../io/model_folder.js';
+import { loadStateDict, readConfig } from '../io/model_folder.js';
 import { joinPath as join, resolveLoader } from '../io/loader.js';
 import type { FileLoader } from '../io/loader.js';
 import type { GuidedDenoiser, TextToVideoPipeline } from './text_to_video.js';
+import { adapterDenoiser, checkAdapterBase } from './adapter_folder.js';
 import { toFloatFrames } from './long_video/latent_frames.js';
 import type { ChunkContext, ChunkPlan, LongVideoMode } from './long_video/chunked.js';
 import { KinemaError } from '../errors.js';
@@ -44,15 +43,6 @@ export interface StreamingModeOptions {
 /** True when a pipeline folder has StreamingT2V adapters (streaming/config.json). */
 export function hasStreamingAdapters(dir: string, loader?: FileLoader): boolean {
   return resolveLoader(loader).kind(join(dir, 'streaming', 'config.json')) === 'file';
-}
-
-function readAll(files: FileLoader, path: string): Uint8Array {
-  const f = files.open(path);
-  try {
-    return f.read(0, f.size);
-  } finally {
-    f.close();
-  }
 }
 
 export class StreamingAdaptersBundle {
@@ -83,18 +73,7 @@ export class StreamingAdaptersBundle {
       );
     const raw = readConfig(sdir, loader);
     const config = parseStreamingConfig(raw, join(sdir, 'config.json'));
-    const want = raw['base_unet_sha256'];
-    if (typeof want === 'string') {
-      const have = baseFingerprint(
-        readAll(files, findWeightsFile(join(dir, 'unet'), loader ? { loader } : {})),
-      );
-      if (have !== want)
-        throw new KinemaError(
-          'STREAMING_WRONG_BASE',
-          `${sdir} was trained on another base UNet (weights SHA-256 ${want.slice(0, 12)}…, this folder's ` +
-            `unet/ is ${have.slice(0, 12)}…): adapters only work on the weights they were trained with`,
-        );
-    }
+    checkAdapterBase(dir, sdir, raw['base_unet_sha256'], 'STREAMING_WRONG_BASE', loader);
     const adapters = new StreamingAdapters(unet.config, config);
     const own = loadStateDict(sdir, loader ? { loader } : {});
     try {
@@ -132,43 +111,14 @@ export class StreamingAdaptersBundle {
   /** The guided program of one chunk: (uncond, cond) rows through base + CAM + APM, combined with ω. */
   denoiser(pipe: TextToVideoPipeline, feeds: Record<string, HostTensor>): GuidedDenoiser {
     const unet = pipe.components.unet;
-    const adapters = this.adapters;
-    return {
-      feeds,
-      program: (latentShape, ctxShape, withFps) => {
-        const cond = feeds['cond_frames']!.shape;
-        const key = `${latentShape.join(',')}|${ctxShape.join(',')}|${cond.join(',')}|${withFps}`;
-        let hit = this.programs.get(key);
-        if (!hit) {
-          const fn = (x: Tensor, t: Tensor, ctx: Tensor, scale: Tensor, ...rest: Tensor[]): Tensor => {
-            const [fps, frames, image, gate] = withFps ? rest : [undefined, ...rest];
-            const pair = op.concat([x, x], 0);
-            const eps = streamingForward(unet, adapters, pair, t, ctx, {
-              condFrames: op.concat([frames!, frames!], 0),
-              imageEmbeds: image!,
-              gate: gate!,
-              ...(fps && { fps }),
-            });
-            const [u, c] = op.chunk(eps, 2, 0) as [Tensor, Tensor];
-            return op.add(u, op.mul(op.sub(c, u), scale));
-          };
-          const specs = [
-            { name: 'latents', shape: [...latentShape] },
-            { name: 'timestep', shape: [1] },
-            { name: 'context', shape: [...ctxShape] },
-            { name: 'guidance', shape: [] },
-            ...(withFps ? [{ name: 'fps', shape: [1] }] : []),
-            { name: 'cond_frames', shape: [...cond] },
-            { name: 'image_embeds', shape: [...feeds['image_embeds']!.shape] },
-            { name: 'gate', shape: [2] },
-          ];
-          hit = compileWithWeights(fn, specs, this.weights, { ep: pipe.ep });
-          this.programs.set(key, hit);
-          hit.catch(() => this.programs.delete(key));
-        }
-        return hit;
-      },
-    };
+    return adapterDenoiser(pipe, this.weights, this.programs, feeds, (pair, t, ctx, x, fps) =>
+      streamingForward(unet, this.adapters, pair, t, ctx, {
+        condFrames: op.concat([x['cond_frames']!, x['cond_frames']!], 0),
+        imageEmbeds: x['image_embeds']!,
+        gate: x['gate']!,
+        ...(fps && { fps }),
+      }),
+    );
   }
 
   /** `--long streaming`: the chunked core's mode for `pipe` (whose UNet these adapters were loaded for). */
