@@ -1,18 +1,15 @@
 // `npm run check:ladder -- --rung N [options]`: the learnability ladder (issue 27, step 2). World subsets of
-// growing difficulty, each trained with the same budget and the recipe that passed the direction gate (zero
-// terminal SNR, timestep shift, the text encoder trained with a caption-attribute probe), then scored by the
-// world's oracle on held-out prompts. Defaults are the gate's passing recipe (run F in the model card: half
-// the samples at t = 999, SNR ÷ 64, text encoder at ×10 learning rate with the probe, frame positions and
-// temporal text attention):
-//   L0  one large red circle on solid blue, 4 directions, fast (only the direction word varies)
-//   L1  + 6 colours                 L2  + all shapes and both sizes
-//   L3  + gradient/striped/checkered backgrounds                 L4  the full world (worldSample's train split)
-// Held out: for L1–L3 the (colour, direction) pairs with (colour index + direction index) % 4 = 0 are never
-// trained on and are the held-out prompts; L0 has only 4 captions, so its held-out prompts are the same
-// captions on new noise and new start offsets; L4 uses the world's own held-out split (isHeldOut).
-// Every training index is a new scene (sample seed = rung, index), so "distinct scenes" = steps × batch.
+// growing difficulty (`src/training/data/ladder.ts`: L0 one large red circle on solid blue in 4 directions,
+// L1 + 6 colours, L2 + all shapes and sizes, L3 + patterned backgrounds, L4 the full world), each trained
+// with the same budget and recipe, then scored by the world's oracle on held-out prompts. The recipe is a
+// committed training config (default configs/unet/ladder_f.json: the direction gate's passing run F — zero
+// terminal SNR, half the samples at t = 999, SNR ÷ 64, timestep shift 3, the text encoder at ×10 learning
+// rate with the caption-attribute probe, frame positions and temporal text attention); --rung sets its
+// data.ladder_rung, --steps/--batch/--lr its budget.
+// Every training index is a new scene, so "distinct scenes" = steps × batch (÷ 4 with contrast groups).
 // Prints one markdown row per rung (steps, wall time, distinct scenes, loss, held-out direction/colour/shape
-// accuracy, and the same on training prompts) and writes <out>/report.json.
+// accuracy, the one-step x̂₀ and sampled velocity along the prompted direction, and the oracle on training
+// prompts) and writes <out>/report.json.
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { intOption, positiveOption } from '../src/cli/options.js';
@@ -20,177 +17,67 @@ import { writeFileAtomic } from '../src/io/safetensors.js';
 import { writeVideo } from '../src/io/video/index.js';
 import { hostTensor } from '../src/engine/runtime.js';
 import { Generator } from '../src/engine/random.js';
-import { TextToVideoPipeline } from '../src/pipelines/text_to_video.js';
-import { DEFAULT_MODEL_DIR, createUnetStage } from '../src/training/stages/unet.js';
-import {
-  SHAPES,
-  canonicalCaption,
-  contrastsWith,
-  renderVideo,
-  sampleScene,
-  sampleSeed,
-  worldSample,
-} from '../src/training/data/world.js';
-import type { Background, ColourName, MotionName, SceneSpec } from '../src/training/data/world.js';
-import { SPEED_PX } from '../src/training/data/render.js';
+import { TextToVideoPipeline, postprocess } from '../src/pipelines/text_to_video.js';
+import { DEFAULT_MODEL_DIR, createUnetStage, trainSchedulerConfig } from '../src/training/stages/unet.js';
+import { readUnetRecipe } from '../src/training/stages/unet_recipe.js';
+import { DDPMScheduler } from '../src/schedulers/ddpm.js';
+import { COLOUR_RGB, canonicalCaption } from '../src/training/data/world.js';
+import type { SceneSpec } from '../src/training/data/world.js';
+import { ladderScoredScene } from '../src/training/data/ladder.js';
+import { colourMassVelocity, velocityAlong } from '../src/training/data/colour_mass.js';
 import { scoreVideo } from '../src/training/data/oracle.js';
-import { exportRunModel } from './lib/unet_one_step.js';
+import { compileUnetOneStep, exportRunModel } from './lib/unet_one_step.js';
 
 const SIZE = 64;
-const FRAMES = 16;
-const DIRECTIONS = ['left', 'right', 'up', 'down'] as const satisfies readonly MotionName[];
-const LADDER_COLOURS = [
-  'red',
-  'yellow',
-  'green',
-  'orange',
-  'white',
-  'pink',
-] as const satisfies readonly ColourName[];
-const BLUE: Background = { kind: 'solid', colour: 'blue' };
 
 const o = new Command('check:ladder')
   .requiredOption('--rung <n>', 'ladder rung 0–4', intOption('--rung', 0))
+  .option('--config <recipe.json>', 'training recipe', 'configs/unet/ladder_f.json')
   .option('--init <dir|ckpt>', 'model folder or UNet checkpoint to fine-tune', DEFAULT_MODEL_DIR)
   .option('--out <dir>', 'run folder (default runs/ladder_L<rung>)')
-  .option('--steps <n>', 'training steps (the fixed budget of every rung)', intOption('--steps', 1), 300)
-  .option('--batch <n>', 'clips per step', intOption('--batch', 1), 2)
-  .option('--lr <x>', 'peak learning rate', positiveOption('--lr'), 5e-4)
+  .option('--steps <n>', "training steps (default: the recipe's)", intOption('--steps', 1))
+  .option('--batch <n>', "clips per step (default: the recipe's)", intOption('--batch', 1))
+  .option('--lr <x>', "peak learning rate (default: the recipe's)", positiveOption('--lr'))
   .option('--prompts <n>', 'held-out (and training) prompts scored', intOption('--prompts', 1), 12)
   .option('--sample-steps <n>', 'DDIM steps of the scored videos', intOption('--sample-steps', 1), 20)
   .option('--guidance <x>', 'guidance scale of the scored videos', positiveOption('--guidance'), 5)
-  .option('--text-probe <w>', 'weight of the caption-attribute probe', positiveOption('--text-probe'), 0.1)
-  .option('--shift <s>', 'timestep shift (SD3) of the training timesteps', positiveOption('--shift'), 3)
-  .option(
-    '--terminal-share <p>',
-    'share of the samples trained at t = 999',
-    positiveOption('--terminal-share'),
-    0.5,
-  )
-  .option('--noise-shift <s>', "noise schedule's SNR divided by s²", positiveOption('--noise-shift'), 8)
-  .option(
-    '--text-lr-scale <x>',
-    "the text encoder's learning rate over the UNet's",
-    positiveOption('--text-lr-scale'),
-    10,
-  )
-  .option(
-    '--no-temporal-text',
-    'no frame positions and no temporal text attention in the temporal transformers',
-  )
   .option('--skip-train', 'score the run folder as it is (after an interrupted or earlier run)')
   .parse(process.argv)
   .opts<{
     rung: number;
+    config: string;
     init: string;
     out?: string;
-    steps: number;
-    batch: number;
-    lr: number;
+    steps?: number;
+    batch?: number;
+    lr?: number;
     prompts: number;
     sampleSteps: number;
     guidance: number;
-    textProbe: number;
-    shift: number;
-    terminalShare: number;
-    noiseShift: number;
-    textLrScale: number;
-    temporalText: boolean;
     skipTrain?: boolean;
   }>();
 if (o.rung > 4) throw new Error(`--rung must be 0–4, got ${o.rung}`);
-
-/** (colour, direction) pairs never trained on in L1–L3. */
-function heldOutPair(colour: ColourName, dir: MotionName): boolean {
-  const c = (LADDER_COLOURS as readonly string[]).indexOf(colour);
-  const d = (DIRECTIONS as readonly string[]).indexOf(dir);
-  return c >= 0 && d >= 0 && (c + d) % 4 === 0;
-}
-
-const pick = <T>(rng: Generator, xs: readonly T[]): T =>
-  xs[Math.floor(rng.uniform(1)[0]! * xs.length) % xs.length]!;
-
-/** A start whose straight track is centred along its axis, offset at random across it. */
-function centredStart(rng: Generator, dir: MotionName): [number, number] {
-  const half = (SPEED_PX.fast * (FRAMES - 1)) / SIZE / 2;
-  const across = 0.3 + 0.4 * rng.uniform(1)[0]!;
-  if (dir === 'left') return [0.5 + half, across];
-  if (dir === 'right') return [0.5 - half, across];
-  if (dir === 'up') return [across, 0.5 + half];
-  return [across, 0.5 - half];
-}
-
-function ladderScene(rung: number, rng: Generator, split: 'train' | 'heldout'): SceneSpec {
-  for (;;) {
-    const dir = pick(rng, DIRECTIONS);
-    const background = rung >= 3 ? sampleScene(rng).background : BLUE;
-    const colour = rung >= 1 ? pick(rng, LADDER_COLOURS) : 'red';
-    if (!contrastsWith(colour, background)) continue;
-    if (rung >= 1 && heldOutPair(colour, dir) !== (split === 'heldout')) continue;
-    const scene: SceneSpec = {
-      objects: [
-        {
-          shape: rung >= 2 ? pick(rng, SHAPES) : 'circle',
-          colour,
-          size: rung >= 2 ? pick(rng, ['small', 'large'] as const) : 'large',
-          motion: dir,
-          speed: 'fast',
-          start: centredStart(rng, dir),
-        },
-      ],
-      background,
-      cameraPan: null,
-    };
-    return scene;
-  }
-}
-
-/** Training sample `index` of the rung: a new scene per index (the data never repeats within a run). */
-function trainSample(index: number): { caption: string; frames: Uint8Array[] } {
-  if (o.rung === 4) {
-    const s = worldSample(4, index, { width: SIZE, height: SIZE, frames: FRAMES, split: 'train' });
-    return { caption: s.caption, frames: s.frames };
-  }
-  const scene = ladderScene(o.rung, new Generator(sampleSeed(o.rung, index)), 'train');
-  return {
-    caption: canonicalCaption(scene),
-    frames: renderVideo(scene, { width: SIZE, height: SIZE, frames: FRAMES }),
-  };
-}
-
-/** The k-th scored scene of a group, drawn apart from the training indices (another sample seed). */
-function scoredScene(group: 'train' | 'heldout', k: number): SceneSpec {
-  const rng = new Generator(sampleSeed(100 + o.rung + (group === 'heldout' ? 10 : 0), k));
-  if (o.rung === 4) return sampleScene(rng, { split: group, frames: FRAMES });
-  return ladderScene(o.rung, rng, group);
-}
+const recipe = readUnetRecipe(resolve(o.config));
+const settings = { ...recipe.settings, ladderRung: o.rung };
+const steps = o.steps ?? recipe.training.steps ?? 300;
+const batch = o.batch ?? recipe.training.batch ?? 2;
+const FRAMES = settings.frames ?? 16;
+const contrast = settings.contrast === true;
+const ladder = { size: SIZE, frames: FRAMES, contrast };
 
 const out = resolve(o.out ?? `runs/ladder_L${o.rung}`);
 const t0 = Date.now();
 if (o.skipTrain !== true) {
-  await createUnetStage({
-    source: trainSample,
-    componentsDir: DEFAULT_MODEL_DIR,
-    frames: FRAMES,
-    images: 0,
-    warmupSteps: Math.min(20, o.steps),
-    emaDecay: 0.9,
-    timestepShift: o.shift,
-    textProbe: o.textProbe,
-    terminalShare: o.terminalShare,
-    noiseShift: o.noiseShift,
-    textLrScale: o.textLrScale,
-  }).run({
+  await createUnetStage({ componentsDir: DEFAULT_MODEL_DIR }).run({
     out,
-    steps: o.steps,
-    batch: o.batch,
-    lr: o.lr,
-    seed: o.rung,
+    steps,
+    batch,
+    lr: o.lr ?? recipe.training.lr ?? 5e-4,
+    seed: recipe.training.seed ?? o.rung,
     checkpointEvery: 50,
     init: resolve(o.init),
-    trainTextEncoder: true,
-    zeroTerminalSnr: true,
-    ...(o.temporalText && { temporalPositions: true, temporalTextAttention: true }),
+    unetSettings: settings,
+    ...(recipe.unet && { configOverrides: recipe.unet }),
   });
 }
 const trainSeconds = (Date.now() - t0) / 1000;
@@ -198,6 +85,21 @@ const trainSeconds = (Date.now() - t0) / 1000;
 const pipe = await TextToVideoPipeline.fromPretrained(exportRunModel(out, DEFAULT_MODEL_DIR));
 const { unet, vae } = pipe.components;
 const shape = [1, unet.config.inChannels, FRAMES, SIZE / vae.scaleFactor, SIZE / vae.scaleFactor];
+// The diagnostic that splits "the word is not read" from "the sampler loses it": the one-step x̂₀ at t = 999
+// (pure noise under zero terminal SNR) for each scored prompt, decoded, and its colour-mass velocity along the
+// prompted direction (px/frame; the clips move at +SPEED_PX.fast). Conditional only, no guidance pair.
+const unetStep = await compileUnetOneStep(unet, shape);
+const a999 = DDPMScheduler.fromConfig(
+  trainSchedulerConfig(settings.zeroTerminalSnr === true, settings.noiseShift ?? 1),
+).alphasCumprod[999]!;
+const oneStepAlong = async (prompt: string, scene: SceneSpec, x: Float32Array): Promise<number> => {
+  const v = await unetStep(x, 999, await pipe.encodePrompt(prompt));
+  const x0 = v.map((q, i) => Math.sqrt(a999) * x[i]! - Math.sqrt(1 - a999) * q);
+  const frames = postprocess(await pipe.decodeLatents(hostTensor(x0, shape))).frames;
+  const obj = scene.objects[0]!;
+  const { vx, vy } = colourMassVelocity(frames, SIZE, COLOUR_RGB[obj.colour]);
+  return velocityAlong(obj.motion, vx, vy);
+};
 type Tally = Record<'motion' | 'colour' | 'shape', { hit: number; of: number }>;
 const groups: Record<string, Tally> = {};
 const videos: {
@@ -206,12 +108,19 @@ const videos: {
   motion: boolean | null;
   colour: boolean | null;
   shape: boolean | null;
+  oneStepAlong: number;
 }[] = [];
+const along: Record<string, number[]> = { heldout: [], train: [] };
+const sampledAlong: Record<string, number[]> = { heldout: [], train: [] };
 for (const group of ['heldout', 'train'] as const) {
   const tally: Tally = { motion: { hit: 0, of: 0 }, colour: { hit: 0, of: 0 }, shape: { hit: 0, of: 0 } };
   for (let k = 0; k < o.prompts; k++) {
-    const prompt = canonicalCaption(scoredScene(group, k));
-    const latents = hostTensor(new Generator(5000 + k).normal(shape.reduce((p, q) => p * q, 1)), shape);
+    const scene = ladderScoredScene(o.rung, group, k, ladder);
+    const prompt = canonicalCaption(scene);
+    const noise = new Generator(5000 + k).normal(shape.reduce((p, q) => p * q, 1));
+    const latents = hostTensor(noise, shape);
+    const a1 = o.rung === 4 ? Number.NaN : await oneStepAlong(prompt, scene, noise);
+    along[group]!.push(a1);
     let frames: Uint8Array[] = [];
     for await (const e of pipe.generate({
       prompt,
@@ -222,12 +131,17 @@ for (const group of ['heldout', 'train'] as const) {
     }))
       if (e.kind === 'done') frames = e.frames;
     const s = scoreVideo(frames, SIZE, SIZE, prompt);
+    if (o.rung < 4) {
+      const obj = scene.objects[0]!;
+      const { vx, vy } = colourMassVelocity(frames, SIZE, COLOUR_RGB[obj.colour]);
+      sampledAlong[group]!.push(velocityAlong(obj.motion, vx, vy));
+    }
     for (const a of ['motion', 'colour', 'shape'] as const) {
       if (s[a] === null) continue;
       tally[a].of++;
       if (s[a]) tally[a].hit++;
     }
-    videos.push({ group, prompt, motion: s.motion, colour: s.colour, shape: s.shape });
+    videos.push({ group, prompt, motion: s.motion, colour: s.colour, shape: s.shape, oneStepAlong: a1 });
     if (k < 4)
       await writeVideo(join(out, `${group}_${k}.mp4`), frames, {
         width: SIZE,
@@ -236,7 +150,8 @@ for (const group of ['heldout', 'train'] as const) {
         format: 'mp4',
       });
     process.stdout.write(
-      `${group} ${k}: "${prompt}" motion ${s.motion} colour ${s.colour} shape ${s.shape}\n`,
+      `${group} ${k}: "${prompt}" motion ${s.motion} colour ${s.colour} shape ${s.shape}; ` +
+        `one-step x̂₀ along ${a1.toFixed(2)} px/frame\n`,
     );
   }
   groups[group] = tally;
@@ -255,16 +170,24 @@ try {
 }
 const h = groups['heldout']!;
 const tr = groups['train']!;
+/** Mean px/frame along the prompted direction and how many of the prompts move the right way (> 0). */
+const alongCell = (xs: number[]): string =>
+  xs.length === 0 || xs.some((x) => Number.isNaN(x))
+    ? '—'
+    : `${(xs.reduce((p, q) => p + q, 0) / xs.length).toFixed(2)} (${xs.filter((x) => x > 0).length}/${xs.length})`;
+const scenes = contrast ? Math.ceil((steps * batch) / 4) : steps * batch;
 const row =
-  `| L${o.rung} | ${o.steps} × ${o.batch} | ${(trainSeconds / 60).toFixed(1)} min | ${o.steps * o.batch} | ` +
+  `| L${o.rung}${contrast ? ' contrast' : ''} | ${steps} × ${batch} | ${(trainSeconds / 60).toFixed(1)} min | ${scenes} | ` +
   `${finalLoss === null ? '—' : finalLoss.toFixed(4)} | ${pct(h.motion)} | ${pct(h.colour)} | ${pct(h.shape)} | ` +
+  `${alongCell(along['heldout']!)} | ${alongCell(sampledAlong['heldout']!)} | ` +
   `${pct(tr.motion)} | ${pct(tr.colour)} | ${pct(tr.shape)} |`;
 writeFileAtomic(
   join(out, 'report.json'),
-  `${JSON.stringify({ options: o, trainSeconds, finalLoss, groups, videos }, null, 2)}\n`,
+  `${JSON.stringify({ options: o, recipe, trainSeconds, finalLoss, groups, along, sampledAlong, videos }, null, 2)}\n`,
 );
 process.stdout.write(
-  '\n| rung | steps × batch | train wall | distinct scenes | final loss | held-out motion | colour | shape | train motion | colour | shape |\n' +
-    '|---|---|---|---|---|---|---|---|---|---|---|\n' +
+  '\n| rung | steps × batch | train wall | distinct scenes | final loss | held-out motion | colour | shape | ' +
+    'one-step x̂₀ along (right way) | sampled along (right way) | train motion | colour | shape |\n' +
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n' +
     `${row}\n`,
 );

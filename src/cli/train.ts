@@ -23,6 +23,8 @@ import { dsdnStage } from '../training/stages/dsdn.js';
 import { camApmStage } from '../training/stages/cam_apm.js';
 import { i2vStage } from '../training/stages/i2v.js';
 import { KinemaError } from '../errors.js';
+import { readUnetRecipe } from '../training/stages/unet_recipe.js';
+import type { UnetRecipe, UnetRecipeSettings } from '../training/stages/unet_recipe.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
 export const TRAINING_STAGES: readonly StageDefinition[] = [
@@ -41,7 +43,7 @@ export interface TrainFlags {
   steps?: number;
   batch?: number;
   lr?: number;
-  seed: number;
+  seed?: number;
   threads?: number;
   checkpointEvery?: number;
   export?: string;
@@ -135,9 +137,9 @@ function textEncoderOption(stage: StageDefinition, flags: TrainFlags, flag: stri
   return v;
 }
 
-/** The JSON object of a `--config` file (vae and unet stages): model config keys over the stage's defaults. */
+/** The JSON object of a vae-stage `--config` file: model config keys over the stage's defaults. */
 export function readConfigOverrides(stage: StageDefinition, file: string): Record<string, unknown> {
-  if (stage.name !== 'vae' && stage.name !== 'unet')
+  if (stage.name !== 'vae')
     throw new KinemaError(
       'TRAIN_BAD_OPTION',
       `--config applies to the vae and unet stages, not '${stage.name}'`,
@@ -159,15 +161,47 @@ export function readConfigOverrides(stage: StageDefinition, file: string): Recor
   return value as Record<string, unknown>;
 }
 
-/** Stage options from the command-line flags and the stage's defaults. */
+/** Each experiment flag and the recipe setting it duplicates (both at once is refused, naming them). */
+const RECIPE_FLAGS: readonly (readonly [keyof TrainFlags, string, keyof UnetRecipeSettings])[] = [
+  ['predictionType', '--prediction-type', 'predictionType'],
+  ['trainTextEncoder', '--train-text-encoder', 'trainTextEncoder'],
+  ['textProbe', '--text-probe', 'textProbe'],
+  ['textLrScale', '--text-lr-scale', 'textLrScale'],
+  ['frames', '--frames', 'frames'],
+  ['temporalPositions', '--temporal-positions', 'temporalPositions'],
+  ['temporalTextAttention', '--temporal-text-attention', 'temporalTextAttention'],
+  ['temporalTextLrScale', '--temporal-text-lr-scale', 'temporalTextLrScale'],
+  ['frameNoiseShared', '--frame-noise-shared', 'frameNoiseShared'],
+  ['zeroTerminalSnr', '--zero-terminal-snr', 'zeroTerminalSnr'],
+  ['motionWeight', '--motion-weight', 'motionWeight'],
+  ['trackCentring', '--track-centring', 'trackCentring'],
+  ['timestepShift', '--timestep-shift', 'timestepShift'],
+];
+
+/** The unet stage's `--config` recipe, checked against the flags that would set the same things. */
+function unetRecipe(flags: TrainFlags): UnetRecipe | undefined {
+  if (flags.config === undefined) return undefined;
+  const recipe = readUnetRecipe(flags.config);
+  for (const [flag, name, setting] of RECIPE_FLAGS)
+    if (flags[flag] !== undefined && recipe.settings[setting] !== undefined)
+      throw new KinemaError(
+        'TRAIN_BAD_OPTION',
+        `${name} and the --config recipe (${flags.config}) both set ${setting}; keep one of them`,
+      );
+  return recipe;
+}
+
+/** Stage options from the command-line flags, the unet stage's recipe (--config) and the stage's defaults. */
 export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOptions {
   const d = stage.defaults;
+  const recipe = stage.name === 'unet' ? unetRecipe(flags) : undefined;
+  const budget = recipe?.training ?? {};
   return {
     out: resolve(flags.out ?? `runs/${stage.name}`),
-    steps: flags.steps ?? d.steps,
-    batch: flags.batch ?? d.batch,
-    lr: flags.lr ?? d.lr,
-    seed: flags.seed,
+    steps: flags.steps ?? budget.steps ?? d.steps,
+    batch: flags.batch ?? budget.batch ?? d.batch,
+    lr: flags.lr ?? budget.lr ?? d.lr,
+    seed: flags.seed ?? budget.seed ?? 0,
     checkpointEvery: flags.checkpointEvery ?? d.checkpointEvery,
     ...(flags.threads !== undefined && { threads: flags.threads }),
     ...(flags.export !== undefined && { exportDir: resolve(flags.export) }),
@@ -206,7 +240,10 @@ export function stageOptions(stage: StageDefinition, flags: TrainFlags): StageOp
       unetOnly(stage, '--track-centring') && { trackCentring: flags.trackCentring }),
     ...(flags.timestepShift !== undefined &&
       unetOnly(stage, '--timestep-shift') && { timestepShift: flags.timestepShift }),
-    ...(flags.config !== undefined && { configOverrides: readConfigOverrides(stage, flags.config) }),
+    ...(recipe?.unet !== undefined && { configOverrides: recipe.unet }),
+    ...(recipe !== undefined && { unetSettings: recipe.settings }),
+    ...(flags.config !== undefined &&
+      recipe === undefined && { configOverrides: readConfigOverrides(stage, flags.config) }),
     ...(flags.base !== undefined && { base: baseFolder(stage, flags.base) }),
     ...(flags.rank !== undefined && loraOnly(stage, '--rank') && { loraRank: flags.rank }),
     ...(flags.alpha !== undefined && loraOnly(stage, '--alpha') && { loraAlpha: flags.alpha }),
@@ -296,7 +333,7 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       'peak learning rate, warmup then cosine decay (default: per stage)',
       positiveOption('--lr'),
     )
-    .option('--seed <n>', 'seed of the initialization and the data order', intOption('--seed', 0), 0)
+    .option('--seed <n>', 'seed of the initialization and the data order (default 0)', intOption('--seed', 0))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', intOption('--threads', 1))
     .option(
       '--checkpoint-every <n>',
@@ -316,6 +353,9 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
       '--stop-after <n>',
       'checkpoint and stop after n steps of this invocation (the LR schedule still follows --steps)',
       intOption('--stop-after', 1),
+    )
+    .optionsGroup(
+      'UNet experiment settings (a --config recipe names them all, reproducibly: docs/training_recipes.md):',
     )
     .option(
       '--prediction-type <type>',
@@ -386,11 +426,12 @@ export function trainCommand(stages: readonly StageDefinition[] = TRAINING_STAGE
         'gives more samples at high noise, where the caption decides layout and motion (default 1: uniform)',
       positiveOption('--timestep-shift'),
     )
+    .optionsGroup('Options:')
     .option(
       '--config <file.json>',
-      "vae and unet stages: diffusers config keys over the stage's default model (e.g. " +
-        '{"block_out_channels": [32, 64, 64, 64], "latent_channels": 8} for a VAE with 8×8 latents); the ' +
-        "unet stage takes its in/out channels and sample_size from the components' VAE",
+      'unet stage: a training recipe (objective, schedule, noise, text, temporal, data incl. ladder rung and ' +
+        'offset, budget; UNet config keys under "unet"; configs/unet/ has the model card\'s); vae stage: ' +
+        'diffusers config keys over its default model (e.g. {"latent_channels": 8})',
     )
     .option(
       '--base <dir>',

@@ -152,7 +152,7 @@ test('stage options take the stage defaults unless a flag overrides them', () =>
   );
 });
 
-test('--config: a JSON object of config keys, for the vae and unet stages only', () => {
+test('--config: vae stage: a JSON object of config keys; unet stage: a recipe (model keys under "unet")', () => {
   const root = mkdtempSync(join(tmpdir(), 'kinema-train-config-'));
   try {
     const file = (name: string, text: string): string => {
@@ -166,6 +166,14 @@ test('--config: a JSON object of config keys, for the vae and unet stages only',
     });
     assert.equal(stageOptions(findStage('unet'), { seed: 0 }).configOverrides, undefined);
     assert.throws(
+      () => stageOptions(findStage('unet'), { seed: 0, config: good }),
+      /unknown key 'latent_channels' .*go under "unet"/,
+    );
+    const recipe = file('recipe.json', '{"unet": {"block_out_channels": [16, 32]}}');
+    assert.deepEqual(stageOptions(findStage('unet'), { config: recipe }).configOverrides, {
+      block_out_channels: [16, 32],
+    });
+    assert.throws(
       () => readConfigOverrides(findStage('clip'), good),
       /--config applies to the vae and unet stages, not 'clip'/,
     );
@@ -174,11 +182,11 @@ test('--config: a JSON object of config keys, for the vae and unet stages only',
       /--config: .*bad\.json is not valid JSON/,
     );
     assert.throws(
-      () => readConfigOverrides(findStage('unet'), file('list.json', '[1, 2]')),
+      () => readConfigOverrides(findStage('vae'), file('list.json', '[1, 2]')),
       /--config: .*list\.json must hold a JSON object of config keys/,
     );
     assert.throws(
-      () => readConfigOverrides(findStage('unet'), join(root, 'missing.json')),
+      () => readConfigOverrides(findStage('vae'), join(root, 'missing.json')),
       /--config: cannot read .*missing\.json/,
     );
   } finally {

@@ -15,6 +15,7 @@ import { cosineWithWarmup } from '../lr_schedule.js';
 import { writeLossCurvePng } from '../loss_plot.js';
 import { writeJsonAtomic } from '../export.js';
 import { KinemaError } from '../../errors.js';
+import type { UnetRecipeSettings } from './unet_recipe.js';
 
 /** What the unet stage's UNet can learn to predict (`--prediction-type`). */
 export const TRAIN_PREDICTIONS = ['epsilon', 'v_prediction'] as const;
@@ -91,6 +92,8 @@ export interface StageOptions {
    * --config <file.json>`), e.g. a VAE with a spatial factor of 8; the CLI rejects it for the clip stage.
    */
   readonly configOverrides?: Readonly<Record<string, unknown>>;
+  /** unet stage: the settings of a training recipe (`--config recipe.json`, `unet_recipe.ts`). */
+  readonly unetSettings?: UnetRecipeSettings;
   /** vae-temporal stage: the pipeline folder whose VAE gets the temporal decoder; the CLI rejects it for others. */
   readonly base?: string;
   /** cam-apm stage: the CLIPModel folder whose vision tower embeds the anchor frames. */

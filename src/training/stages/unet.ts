@@ -7,7 +7,7 @@
 // of step i is a pure function of (seed, i), so a resumed run continues the identical loss curve. With
 // --train-text-encoder the text encoder is trained too (optionally at its own learning rate, and with a text
 // probe loss that makes every attribute a caption names decodable from its states).
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as op from '../../engine/ops.js';
 import type { Tensor } from '../../engine/tensor.js';
@@ -34,6 +34,8 @@ import {
 } from './common.js';
 import type { StageDefinition, StageOptions, StageResult } from './common.js';
 import { toFloatCHW, worldSample } from '../data/world.js';
+import { ladderSource } from '../data/ladder.js';
+import { loadCheckpoint, loadLatestCheckpoint } from '../checkpoint.js';
 import { CAPTION_ATTRIBUTE_CLASSES, captionAttributeTargets } from '../data/caption_attributes.js';
 import {
   DEFAULT_MODEL_DIR,
@@ -524,7 +526,30 @@ export function createUnetStage(settings: UnetStageSettings = {}): StageDefiniti
 
 export const unetStage = createUnetStage();
 
-async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<StageResult> {
+/**
+ * The data offset (steps) of a run: the settings' own, else, for a run started from another run's checkpoint
+ * file, that run's offset + its steps (so a continuation sees new scenes), else 0.
+ */
+function dataOffsetFor(s: UnetStageSettings, opts: StageOptions): number {
+  if (s.dataOffset !== undefined) return s.dataOffset;
+  if (opts.init === undefined || !existsSync(opts.init) || statSync(opts.init).isDirectory()) return 0;
+  if (existsSync(join(opts.out, 'checkpoints', 'latest.json'))) {
+    // Resuming: the run's own saved offset (its extra.data), not the init's again.
+    const own = loadLatestCheckpoint(join(opts.out, 'checkpoints'));
+    const saved = (own?.extra?.['data'] as { dataOffset?: number } | undefined)?.dataOffset;
+    return saved ?? 0;
+  }
+  const init = loadCheckpoint(opts.init);
+  if (init.extra?.['stage'] !== 'unet') return 0; // initialWeights refuses it with its own message
+  const before = (init.extra['data'] as { dataOffset?: number } | undefined)?.dataOffset ?? 0;
+  return before + init.step;
+}
+
+async function runUnetStage(stageSettings: UnetStageSettings, opts: StageOptions): Promise<StageResult> {
+  // A recipe (--config) brings settings too; the stage's own (a script's createUnetStage) win over it.
+  const { temporalPositions: _p, temporalTextAttention: _t, ...recipe } = opts.unetSettings ?? {};
+  const base: UnetStageSettings = { ...recipe, ...stageSettings };
+  const s: UnetStageSettings = { ...base, dataOffset: dataOffsetFor(base, opts) };
   const r = resolveUnetSettings(
     {
       ...s,
@@ -545,15 +570,26 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
   );
   const dir = s.componentsDir ?? opts.exportDir ?? DEFAULT_MODEL_DIR;
   const trainedWith = componentFingerprints(dir);
-  const data = await UnetTrainingData.load(
-    dir,
-    s.source ?? worldSource(r.seed, r.trackCentring),
-    r,
-    opts.threads,
-  );
+  if (r.ladder && r.width !== r.height)
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: ladder scenes are square, got ${r.width}×${r.height}`,
+    );
+  const source =
+    s.source ??
+    (r.ladder
+      ? ladderSource(r.ladder.rung, { size: r.width, frames: r.frames, contrast: r.ladder.contrast === true })
+      : worldSource(r.seed, r.trackCentring));
+  const data = await UnetTrainingData.load(dir, source, r, opts.threads);
+  const offset = r.dataOffset ?? 0;
+  if (offset > 0)
+    logLine(opts, `unet: data offset ${offset} steps (step i draws the data of step i + ${offset})`);
   const config = unetConfigFor(s.unetConfig ?? DEFAULT_UNET_CONFIG, data.latentShape, opts.configOverrides);
-  if (opts.temporalPositions === true) config['temporal_positions'] = 'sinusoidal';
-  if (opts.temporalTextAttention === true) config['temporal_text_attention'] = true;
+  const switches = opts.unetSettings ?? {};
+  if (opts.temporalPositions === true || switches.temporalPositions === true)
+    config['temporal_positions'] = 'sinusoidal';
+  if (opts.temporalTextAttention === true || switches.temporalTextAttention === true)
+    config['temporal_text_attention'] = true;
   if (r.frameNoiseShared !== undefined) config['frame_noise_shared'] = r.frameNoiseShared;
   const unet = buildUnet(config, data.textHidden);
   const joint = r.trainTextEncoder
@@ -610,7 +646,7 @@ async function runUnetStage(s: UnetStageSettings, opts: StageOptions): Promise<S
     step,
     batch: measured(
       opts,
-      prefetching((i) => data.batch(i)),
+      prefetching((i) => data.batch(i + offset)),
     ),
     ...(startWeights && { startWeights }),
     ...((r.textLrScale !== undefined || r.temporalTextLrScale !== undefined) && {

@@ -220,6 +220,19 @@ export interface UnetStageSettings {
    * — where only the caption can say which way things move.
    */
   readonly noiseShift?: number;
+  /**
+   * Train on a rung 0–4 of the learnability ladder (`training/data/ladder.ts`) instead of the world's training
+   * split (ignored with a custom `source`).
+   */
+  readonly ladderRung?: number;
+  /** With ladderRung: contrast groups (4 consecutive samples = one scene in the 4 directions). */
+  readonly contrast?: boolean;
+  /**
+   * Data offset in steps (default 0): step i of this run draws the clips, stills, probe captions and noise of
+   * step i + offset, so that a run that continues another (`--init` of a checkpoint, which sets it to that
+   * run's offset + steps unless given) sees new scenes instead of replaying the same indices.
+   */
+  readonly dataOffset?: number;
 }
 
 export interface Resolved {
@@ -254,6 +267,10 @@ export interface Resolved {
   terminalShare?: number;
   /** Present only when not 1 (same reason). */
   noiseShift?: number;
+  /** Present only for ladder runs (same reason). */
+  ladder?: { rung: number; contrast?: true };
+  /** Present only when not 0 (same reason). */
+  dataOffset?: number;
 }
 
 /** The stage settings with defaults filled in and checked (`batch` clips per step). */
@@ -284,7 +301,23 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     ...(o.timestepShift !== undefined && o.timestepShift !== 1 && { timestepShift: o.timestepShift }),
     ...(o.terminalShare !== undefined && o.terminalShare !== 0 && { terminalShare: o.terminalShare }),
     ...(o.noiseShift !== undefined && o.noiseShift !== 1 && { noiseShift: o.noiseShift }),
+    ...(o.ladderRung !== undefined && {
+      ladder: { rung: o.ladderRung, ...(o.contrast === true && { contrast: true as const }) },
+    }),
+    ...(o.dataOffset !== undefined && o.dataOffset !== 0 && { dataOffset: o.dataOffset }),
   };
+  if (
+    r.ladder !== undefined &&
+    !(Number.isInteger(r.ladder.rung) && r.ladder.rung >= 0 && r.ladder.rung <= 4)
+  )
+    throw new KinemaError('TRAIN_BAD_SETTINGS', `unet stage: ladderRung must be 0–4, got ${r.ladder.rung}`);
+  if (o.contrast === true && r.ladder === undefined)
+    throw new KinemaError('TRAIN_BAD_SETTINGS', 'unet stage: contrast needs ladderRung');
+  if (r.dataOffset !== undefined && !(Number.isSafeInteger(r.dataOffset) && r.dataOffset > 0))
+    throw new KinemaError(
+      'TRAIN_BAD_SETTINGS',
+      `unet stage: dataOffset must be a non-negative integer, got ${r.dataOffset}`,
+    );
   if (r.noiseShift !== undefined && !(r.noiseShift >= 1 && Number.isFinite(r.noiseShift)))
     throw new KinemaError(
       'TRAIN_BAD_SETTINGS',

@@ -886,3 +886,58 @@ test('UNet stage with --text-probe: the text states come to tell the captions ap
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('UNet stage: dataOffset shifts the data; --init of a checkpoint continues after its data', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kinema-unet-offset-'));
+  try {
+    const firstIndex: number[] = [];
+    let wanted = Infinity;
+    // Records the smallest clip index each run asks for (the prefetcher may ask one step ahead).
+    const recording: ClipSource = (index, q) => {
+      if (!q.imageMode && index < 1e12) wanted = Math.min(wanted, index);
+      return squares(index, q);
+    };
+    const settings: UnetStageSettings = {
+      componentsDir: componentsDir(root),
+      source: recording,
+      frames: 2,
+      width: 16,
+      height: 16,
+      images: 0,
+      warmupSteps: 1,
+      unetConfig: TINY_UNET,
+    };
+    const lines: string[] = [];
+    const run = async (name: string, extra: Partial<StageOptions>, s: UnetStageSettings = settings) => {
+      wanted = Infinity;
+      const opts = { ...shortRun(join(root, name), 2, lines), ...extra };
+      await createUnetStage(s).run(opts);
+      firstIndex.push(wanted);
+      return loadLatestCheckpoint(join(opts.out, 'checkpoints'))!;
+    };
+    const a = await run('a', {});
+    assert.equal(firstIndex[0], 0);
+    assert.equal(
+      (a.extra?.['data'] as { dataOffset?: number }).dataOffset,
+      undefined,
+      'offset 0 is not recorded',
+    );
+    // Continuing a's checkpoint: its 2 steps are skipped, and the new offset is recorded for the next one.
+    const b = await run('b', { init: a.path });
+    assert.equal(firstIndex[1], 2);
+    assert.equal((b.extra?.['data'] as { dataOffset?: number }).dataOffset, 2);
+    assert.match(lines.join(''), /data offset 2 steps/);
+    const c = await run('c', { init: b.path });
+    assert.equal(firstIndex[2], 4);
+    assert.equal((c.extra?.['data'] as { dataOffset?: number }).dataOffset, 4);
+    // An explicit offset wins; a pipeline-folder --init starts at 0 unless told.
+    await run('d', { init: a.path }, { ...settings, dataOffset: 10 });
+    assert.equal(firstIndex[3], 10);
+    await assert.rejects(
+      createUnetStage({ ...settings, dataOffset: -1 }).run(shortRun(join(root, 'e'), 1, lines)),
+      /dataOffset must be a non-negative integer, got -1/,
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
