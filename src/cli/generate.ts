@@ -182,12 +182,21 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     ...(flags.device ? { ep: flags.device } : {}),
   });
   if (loras.length > 0) loadLoRAs(pipe, loras);
+  // --image: the image adapter (+ first-frame replacement) makes the first window; with --long the chunks after
+  // it continue from there, and StreamingT2V's APM keeps the image as its anchor unless --anchor names another.
+  const i2v = image ? await ImageAdapterBundle.load(modelDir, pipe.components.unet) : null;
+  const imageOpts = image && {
+    image,
+    ...(flags.imageScale !== undefined && { imageScale: flags.imageScale }),
+    ...(flags.firstFrame !== undefined && { firstFrame: flags.firstFrame }),
+  };
   if (long) {
+    const apmAnchor = anchor ?? image;
     const mode =
       long.mode ??
       (await StreamingAdaptersBundle.load(modelDir, pipe.components.unet)).mode(
         pipe,
-        anchor ? { anchor } : {},
+        apmAnchor ? { anchor: apmAnchor } : {},
       );
     // --refine: the generating model refines unless --refiner names another folder (checked in planGenerate).
     const refiner =
@@ -201,21 +210,19 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
     await writeLongVideo(
       pipe,
       opts,
-      { ...long, mode },
+      {
+        ...long,
+        mode,
+        ...(i2v &&
+          imageOpts && { firstChunk: (o: TextToVideoOptions) => i2v.generate(pipe, { ...o, ...imageOpts }) }),
+      },
       { path: flags.output, format, fps: flags.fps },
       refiner,
     );
     return flags.output;
   }
-  if (image) {
-    const bundle = await ImageAdapterBundle.load(modelDir, pipe.components.unet);
-    const events = bundle.generate(pipe, {
-      ...opts,
-      image,
-      ...(flags.imageScale !== undefined && { imageScale: flags.imageScale }),
-      ...(flags.firstFrame !== undefined && { firstFrame: flags.firstFrame }),
-    });
-    await writeFromEvents(events, flags, format);
+  if (i2v && imageOpts) {
+    await writeFromEvents(i2v.generate(pipe, { ...opts, ...imageOpts }), flags, format);
     return flags.output;
   }
   await writeFromEvents(pipe.generate(opts), flags, format);

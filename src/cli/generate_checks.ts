@@ -159,12 +159,10 @@ export function planGenerate(
     );
   if (pipeline === 'DualStreamPipeline')
     parseDualStreamConfig(readConfig(join(modelDir, 'dsdn')), join(modelDir, 'dsdn', 'config.json'));
-  checkImageFlags(flags, modelDir, { long: asked !== null, pipeline });
-  // --frames above one window picks --long streaming when the folder has adapters (not for --image)
-  const long =
-    pipeline === 'TextToVideoSDPipeline' && flags.image === undefined
-      ? planStreaming(modelDir, asked, flags)
-      : asked;
+  checkImageFlags(flags, modelDir, { pipeline });
+  // --frames above one window picks --long streaming when the folder has adapters (--image too: its window
+  // starts the video)
+  const long = pipeline === 'TextToVideoSDPipeline' ? planStreaming(modelDir, asked, flags) : asked;
   const format = outputFormat(flags.output, flags.format);
   checkOutputWritable(flags.output, format);
   const unet = parseUNet3DConfig(readConfig(join(modelDir, 'unet')));

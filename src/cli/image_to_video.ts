@@ -34,11 +34,7 @@ export function addImageOptions(cmd: Command): Command {
 }
 
 /** Named errors for image flags that cannot work with this model folder or request; no weights read. */
-export function checkImageFlags(
-  f: ImageFlags,
-  modelDir: string,
-  o: { long: boolean; pipeline: string },
-): void {
+export function checkImageFlags(f: ImageFlags, modelDir: string, o: { pipeline: string }): void {
   if (f.image === undefined) {
     const extra =
       f.imageScale !== undefined ? '--image-scale' : f.firstFrame !== undefined ? '--first-frame' : null;
@@ -49,11 +45,6 @@ export function checkImageFlags(
       );
     return;
   }
-  if (o.long)
-    throw new KinemaError(
-      'GENERATE_BAD_OPTION',
-      '--image with --long is not implemented yet: animate one window (--frames ≤ 16)',
-    );
   if (o.pipeline !== 'TextToVideoSDPipeline')
     throw new KinemaError(
       'GENERATE_BAD_OPTION',

@@ -12,7 +12,7 @@ import type { TextToVideoOptions, TextToVideoPipeline } from '../pipelines/text_
 import { Progress, formatDuration } from './progress.js';
 import type { ProgressOptions } from './progress.js';
 import type { LongVideoRequest } from './long_video_options.js';
-import type { LongVideoMode } from '../pipelines/long_video/chunked.js';
+import type { LongVideoMode, LongVideoOptions } from '../pipelines/long_video/chunked.js';
 
 /** A chunk's bar, followed by the ETA of the whole video from the mean time per step so far. */
 class ChunkProgress extends Progress {
@@ -44,7 +44,11 @@ export interface LongOutput {
 export async function writeLongVideo(
   pipe: TextToVideoPipeline,
   opts: TextToVideoOptions,
-  req: LongVideoRequest & { readonly mode: LongVideoMode },
+  req: LongVideoRequest & {
+    readonly mode: LongVideoMode;
+    /** --image: the first chunk's loop (the image adapter), the rest as the mode generates them. */
+    readonly firstChunk?: LongVideoOptions['firstChunk'];
+  },
   out: LongOutput,
   refiner: TextToVideoPipeline = pipe,
 ): Promise<number> {
@@ -76,7 +80,13 @@ export async function writeLongVideo(
   const range = (first: number, count: number) => `frames ${first}–${first + count - 1}`;
   let frames = 0;
   const { latents: _ignored, ...rest } = opts;
-  const long = { ...rest, numFrames: n, chunk: req.chunk, overlap: req.overlap };
+  const long = {
+    ...rest,
+    numFrames: n,
+    chunk: req.chunk,
+    overlap: req.overlap,
+    ...(req.firstChunk && { firstChunk: req.firstChunk }),
+  };
   /** The generated frames, a chunk at a time; each chunk's bar is finished when its frames are handed on. */
   async function* generated(): AsyncGenerator<Uint8Array[]> {
     for await (const e of generateLongVideo(pipe, long, req.mode)) {

@@ -93,9 +93,10 @@ test('--image: checks before any work, then an image-to-video run', async () => 
       codeOf(() => planGenerate('a red circle', f({ imageScale: 2 }), model)),
       'GENERATE_BAD_OPTION',
     );
+    // --image with --long: the image's window starts the video, the mode continues it.
     assert.equal(
-      codeOf(() => planGenerate('a red circle', f({ image: png, long: 'naive', frames: 32 }), model)),
-      'GENERATE_BAD_OPTION',
+      planGenerate('a red circle', f({ image: png, long: 'naive', frames: 32 }), model).long?.plan.chunks,
+      3,
     );
     assert.equal(
       codeOf(() => planGenerate('a red circle', f({ image: join(root, 'nope.png') }), model)),
@@ -156,6 +157,35 @@ test('kinema generate --image on the shipped default model: the first frame with
     assert.equal(r.status, 0, r.stderr);
     const { frames } = await readAllFrames(out);
     assert.equal(frames.length, 8);
+    let sum = 0;
+    for (let i = 0; i < frames[0]!.length; i++) sum += Math.abs(frames[0]![i]! - s.frames[0]![i]!);
+    const mad = sum / frames[0]!.length;
+    assert.ok(mad <= 25, `frame 0 is ${mad.toFixed(1)} levels from the input (mean absolute difference)`);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('kinema generate --image --frames 24 on the shipped model: StreamingT2V continues the image window', async (t) => {
+  if (!existsSync('models/default/image_adapter/config.json') || !existsSync('models/default/streaming'))
+    return t.skip('models/default has no image_adapter/ or streaming/');
+  const root = mkdtempSync(join(tmpdir(), 'kinema-gen-i2v-long-'));
+  try {
+    const s = worldSample(7, 5, { width: 64, height: 64, frames: 16, split: 'heldout' });
+    const png = join(root, 'first.png');
+    await sharp(Buffer.from(s.frames[0]!), { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(png);
+    const out = join(root, 'v.mp4');
+    const r = spawnSync(
+      process.execPath,
+      [KINEMA, 'generate', s.caption, '--image', png, '--frames', '24', '--steps', '6', '-o', out],
+      { encoding: 'utf8', timeout: 300_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /--long streaming/);
+    const { frames } = await readAllFrames(out);
+    assert.equal(frames.length, 24);
     let sum = 0;
     for (let i = 0; i < frames[0]!.length; i++) sum += Math.abs(frames[0]![i]! - s.frames[0]![i]!);
     const mad = sum / frames[0]!.length;

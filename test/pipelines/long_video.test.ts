@@ -227,3 +227,40 @@ test('an untrained temporal decoder (zero-initialised) decodes long videos as th
     assert.ok(m <= 1, `frame ${i}: max difference ${m}`);
   });
 });
+
+test('firstChunk: the first window comes from the given loop (image-to-video), the rest from the mode', async () => {
+  const pipe = await tinyPipeline();
+  const shape: LatentShape = { channels: 4, frames: 4, height: 8, width: 8 };
+  const asked: number[] = [];
+  // A stand-in for the image adapter: pins frame 0's latents to 0.5 after every step, as replacement would.
+  async function* pinned(o: Parameters<typeof pipe.generate>[0]) {
+    asked.push(o.numFrames ?? -1);
+    for await (const e of pipe.generate(o)) {
+      if (e.kind === 'step') {
+        const x = e.latents.data as Float32Array;
+        for (let c = 0; c < 4; c++) x.fill(0.5, c * 4 * 64, c * 4 * 64 + 64);
+      }
+      yield e;
+    }
+  }
+  const events: LongVideoEvent[] = [];
+  for await (const e of generateLongVideo(
+    pipe,
+    { ...BASE, numFrames: 6, chunk: 4, overlap: 2, numInferenceSteps: 2, firstChunk: pinned },
+    naiveMode(),
+  ))
+    events.push(
+      e.kind === 'step'
+        ? { ...e, latents: { ...e.latents, data: (e.latents.data as Float32Array).slice() } }
+        : e,
+    );
+  assert.deepEqual(asked, [4], 'called once, for the first window');
+  const first = stepsOf(events, 0).at(-1)!;
+  assert.ok(maxDiff(sliceFrames(first, shape, 0, 1), new Float32Array(256).fill(0.5)) < 1e-7);
+  const second = stepsOf(events, 1).at(-1)!;
+  assert.ok(
+    maxDiff(sliceFrames(second, shape, 0, 1), new Float32Array(256).fill(0.5)) > 0.01,
+    "chunk 1 is the mode's",
+  );
+  assert.equal(events.flatMap((e) => (e.kind === 'chunk-done' ? e.frames : [])).length, 6);
+});

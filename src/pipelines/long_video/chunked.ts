@@ -88,6 +88,12 @@ export interface LongVideoOptions extends Omit<TextToVideoOptions, 'numFrames' |
   chunk?: number;
   /** Frames each chunk shares with the one before, O in [0, F) (default F / 2, rounded down). */
   overlap?: number;
+  /**
+   * The first chunk's denoising loop instead of the mode's (image-to-video: the image adapter with first-frame
+   * replacement, so that a long video starts from an image); like `LongVideoMode.denoise`, it must yield
+   * `pipe.generate`'s step events. Later chunks continue from it as the mode does from any first chunk.
+   */
+  firstChunk?: (o: TextToVideoOptions) => AsyncGenerator<PipelineEvent>;
 }
 
 export type LongVideoEvent =
@@ -253,14 +259,20 @@ export async function* generateLongVideo(
       latents: hostTensor(initial, latentsShape),
     };
     let final: Float32Array | null = null;
+    const { firstChunk: _first, ...base } = o;
     const chunkOpts: TextToVideoOptions = {
-      ...o,
+      ...base,
       numFrames: plan.chunk,
       latents: hostTensor(initial.slice(), latentsShape),
       seed: (o.seed ?? 0) + 1 + k, // the step noise of stochastic samplers (η > 0), different per chunk
       ...mode.conditioning?.(ctx),
     };
-    const loop = mode.denoise ? await mode.denoise(ctx, chunkOpts) : pipe.generate(chunkOpts);
+    const loop =
+      k === 0 && o.firstChunk
+        ? o.firstChunk(chunkOpts)
+        : mode.denoise
+          ? await mode.denoise(ctx, chunkOpts)
+          : pipe.generate(chunkOpts);
     for await (const e of loop) {
       if (e.kind !== 'step') continue;
       // The pipeline continues from the step event's latents: edits made here steer the next step.
