@@ -41,6 +41,7 @@ const o = new Command('check:ladder')
   .option('--prompts <n>', 'held-out (and training) prompts scored', intOption('--prompts', 1), 12)
   .option('--sample-steps <n>', 'DDIM steps of the scored videos', intOption('--sample-steps', 1), 20)
   .option('--guidance <x>', 'guidance scale of the scored videos', positiveOption('--guidance'), 5)
+  .option('--one-step-only', 'measure the one-step x̂₀ diagnostic only (no sampled videos, no oracle)')
   .option('--skip-train', 'score the run folder as it is (after an interrupted or earlier run)')
   .parse(process.argv)
   .opts<{
@@ -54,6 +55,7 @@ const o = new Command('check:ladder')
     prompts: number;
     sampleSteps: number;
     guidance: number;
+    oneStepOnly?: boolean;
     skipTrain?: boolean;
   }>();
 if (o.rung > 4) throw new Error(`--rung must be 0–4, got ${o.rung}`);
@@ -63,7 +65,7 @@ const steps = o.steps ?? recipe.training.steps ?? 300;
 const batch = o.batch ?? recipe.training.batch ?? 2;
 const FRAMES = settings.frames ?? 16;
 const contrast = settings.contrast === true;
-const ladder = { size: SIZE, frames: FRAMES, contrast };
+const ladder = { size: SIZE, frames: FRAMES, contrast, fixedTrack: settings.fixedTrack === true };
 
 const out = resolve(o.out ?? `runs/ladder_L${o.rung}`);
 const t0 = Date.now();
@@ -121,6 +123,11 @@ for (const group of ['heldout', 'train'] as const) {
     const latents = hostTensor(noise, shape);
     const a1 = o.rung === 4 ? Number.NaN : await oneStepAlong(prompt, scene, noise);
     along[group]!.push(a1);
+    if (o.oneStepOnly === true) {
+      videos.push({ group, prompt, motion: null, colour: null, shape: null, oneStepAlong: a1 });
+      process.stdout.write(`${group} ${k}: "${prompt}" one-step x̂₀ along ${a1.toFixed(2)} px/frame\n`);
+      continue;
+    }
     let frames: Uint8Array[] = [];
     for await (const e of pipe.generate({
       prompt,
@@ -175,9 +182,11 @@ const alongCell = (xs: number[]): string =>
   xs.length === 0 || xs.some((x) => Number.isNaN(x))
     ? '—'
     : `${(xs.reduce((p, q) => p + q, 0) / xs.length).toFixed(2)} (${xs.filter((x) => x > 0).length}/${xs.length})`;
-const scenes = contrast ? Math.ceil((steps * batch) / 4) : steps * batch;
+// With fixed tracks rung 0 has only its 4 clips (one per direction).
+const scenes =
+  ladder.fixedTrack && o.rung === 0 ? 4 : contrast ? Math.ceil((steps * batch) / 4) : steps * batch;
 const row =
-  `| L${o.rung}${contrast ? ' contrast' : ''} | ${steps} × ${batch} | ${(trainSeconds / 60).toFixed(1)} min | ${scenes} | ` +
+  `| L${o.rung}${contrast ? ' contrast' : ''}${ladder.fixedTrack ? ' fixed track' : ''} | ${steps} × ${batch} | ${(trainSeconds / 60).toFixed(1)} min | ${scenes} | ` +
   `${finalLoss === null ? '—' : finalLoss.toFixed(4)} | ${pct(h.motion)} | ${pct(h.colour)} | ${pct(h.shape)} | ` +
   `${alongCell(along['heldout']!)} | ${alongCell(sampledAlong['heldout']!)} | ` +
   `${pct(tr.motion)} | ${pct(tr.colour)} | ${pct(tr.shape)} |`;

@@ -116,8 +116,6 @@ export async function runGenerate(prompt: string, flags: GenerateFlags): Promise
         'GENERATE_BAD_OPTION',
         `${flag} applies to DSDN dual-stream models (e.g. models/dsdn); ${modelDir} is a single-stream model`,
       );
-  if (flags.image && loras.length > 0)
-    throw new KinemaError('GENERATE_BAD_OPTION', '--image with --lora is not implemented yet');
   if (dual && loras.length > 0)
     throw new KinemaError(
       'GENERATE_BAD_OPTION',

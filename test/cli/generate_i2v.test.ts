@@ -194,3 +194,43 @@ test('kinema generate --image --frames 24 on the shipped model: StreamingT2V con
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('kinema generate --image --lora on the shipped model: the LoRA acts on the image-to-video UNet (scale 0 = none)', async (t) => {
+  if (!existsSync('models/default/image_adapter/config.json') || !existsSync('models/default/lora'))
+    return t.skip('models/default has no image_adapter/ or lora/');
+  const root = mkdtempSync(join(tmpdir(), 'kinema-gen-i2v-lora-'));
+  try {
+    const s = worldSample(7, 3, { width: 64, height: 64, frames: 16, split: 'heldout' });
+    const png = join(root, 'first.png');
+    await sharp(Buffer.from(s.frames[0]!), { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(png);
+    const lora = 'models/default/lora/striped.safetensors';
+    const video = async (name: string, extra: string[]): Promise<Uint8Array[]> => {
+      const out = join(root, name);
+      const r = spawnSync(
+        process.execPath,
+        [KINEMA, 'generate', s.caption, '--image', png, '--frames', '8', '--steps', '4', '-o', out, ...extra],
+        { encoding: 'utf8', timeout: 300_000 },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      return (await readAllFrames(out)).frames;
+    };
+    const mad = (a: Uint8Array[], b: Uint8Array[]): number => {
+      let [sum, n] = [0, 0];
+      for (let f = 0; f < a.length; f++)
+        for (let i = 0; i < a[f]!.length; i++) [sum, n] = [sum + Math.abs(a[f]![i]! - b[f]![i]!), n + 1];
+      return sum / n;
+    };
+    const none = await video('none.mp4', []);
+    assert.equal(
+      mad(none, await video('zero.mp4', ['--lora', `${lora}:0`])),
+      0,
+      'scale 0 is the base exactly',
+    );
+    const on = mad(none, await video('on.mp4', ['--lora', `${lora}:0.8`]));
+    assert.ok(on > 0.5, `the LoRA changes the video (mean absolute difference ${on.toFixed(2)})`);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -49,6 +49,11 @@ export interface LadderOptions {
    * group in one step), so within a step the clips differ only in the direction word.
    */
   readonly contrast?: boolean;
+  /**
+   * Every track centred across too (no random offset): rung 0 then has exactly 4 clips, the 4-direction form of
+   * the two-clip direction gate — what separates "4 directions" from "a new scene per sample".
+   */
+  readonly fixedTrack?: boolean;
 }
 
 /** (colour, direction) pairs never trained on in L1–L3. */
@@ -64,7 +69,8 @@ const pick = <T>(rng: Generator, xs: readonly T[]): T =>
 /** A start whose straight track is centred along its axis, offset at random across it. */
 function centredStart(rng: Generator, dir: MotionName, o: LadderOptions): [number, number] {
   const half = (SPEED_PX.fast * (o.frames - 1)) / o.size / 2;
-  const across = 0.3 + 0.4 * rng.uniform(1)[0]!;
+  const drawn = 0.3 + 0.4 * rng.uniform(1)[0]!; // drawn either way, so the other draws do not move
+  const across = o.fixedTrack === true ? 0.5 : drawn;
   if (dir === 'left') return [0.5 + half, across];
   if (dir === 'right') return [0.5 - half, across];
   if (dir === 'up') return [across, 0.5 + half];

@@ -578,7 +578,12 @@ async function runUnetStage(stageSettings: UnetStageSettings, opts: StageOptions
   const source =
     s.source ??
     (r.ladder
-      ? ladderSource(r.ladder.rung, { size: r.width, frames: r.frames, contrast: r.ladder.contrast === true })
+      ? ladderSource(r.ladder.rung, {
+          size: r.width,
+          frames: r.frames,
+          contrast: r.ladder.contrast === true,
+          fixedTrack: r.ladder.fixedTrack === true,
+        })
       : worldSource(r.seed, r.trackCentring));
   const data = await UnetTrainingData.load(dir, source, r, opts.threads);
   const offset = r.dataOffset ?? 0;

@@ -81,6 +81,7 @@ const SECTIONS: Readonly<Record<string, Readonly<Record<string, Field>>>> = {
     track_centring: { kind: 'number', setting: 'trackCentring' },
     ladder_rung: { kind: 'integer', setting: 'ladderRung' },
     contrast: { kind: 'boolean', setting: 'contrast' },
+    fixed_track: { kind: 'boolean', setting: 'fixedTrack' },
     offset: { kind: 'integer', setting: 'dataOffset' },
   },
 };
@@ -155,6 +156,8 @@ export function parseUnetRecipe(value: unknown, file: string): UnetRecipe {
   const s = settings as UnetRecipeSettings;
   if (s.ladderRung !== undefined && s.ladderRung >= LADDER_RUNGS)
     throw bad(file, `data.ladder_rung must be 0–${LADDER_RUNGS - 1}, got ${s.ladderRung}`);
+  if (s.fixedTrack === true && s.ladderRung === undefined)
+    throw bad(file, 'data.fixed_track needs data.ladder_rung');
   if (s.contrast === true && s.ladderRung === undefined)
     throw bad(file, 'data.contrast needs data.ladder_rung (contrast groups are ladder scenes)');
   if (s.trackCentring !== undefined && s.ladderRung !== undefined)

@@ -227,6 +227,8 @@ export interface UnetStageSettings {
   readonly ladderRung?: number;
   /** With ladderRung: contrast groups (4 consecutive samples = one scene in the 4 directions). */
   readonly contrast?: boolean;
+  /** With ladderRung: tracks centred across too (rung 0: exactly 4 clips). */
+  readonly fixedTrack?: boolean;
   /**
    * Data offset in steps (default 0): step i of this run draws the clips, stills, probe captions and noise of
    * step i + offset, so that a run that continues another (`--init` of a checkpoint, which sets it to that
@@ -268,7 +270,7 @@ export interface Resolved {
   /** Present only when not 1 (same reason). */
   noiseShift?: number;
   /** Present only for ladder runs (same reason). */
-  ladder?: { rung: number; contrast?: true };
+  ladder?: { rung: number; contrast?: true; fixedTrack?: true };
   /** Present only when not 0 (same reason). */
   dataOffset?: number;
 }
@@ -302,7 +304,11 @@ export function resolveUnetSettings(o: UnetStageSettings, batch: number, seed: n
     ...(o.terminalShare !== undefined && o.terminalShare !== 0 && { terminalShare: o.terminalShare }),
     ...(o.noiseShift !== undefined && o.noiseShift !== 1 && { noiseShift: o.noiseShift }),
     ...(o.ladderRung !== undefined && {
-      ladder: { rung: o.ladderRung, ...(o.contrast === true && { contrast: true as const }) },
+      ladder: {
+        rung: o.ladderRung,
+        ...(o.contrast === true && { contrast: true as const }),
+        ...(o.fixedTrack === true && { fixedTrack: true as const }),
+      },
     }),
     ...(o.dataOffset !== undefined && o.dataOffset !== 0 && { dataOffset: o.dataOffset }),
   };
