@@ -2,11 +2,9 @@
 // checkpoints into `<out>/checkpoints` and resumes from there when run again; Ctrl-C checkpoints the current
 // step and stops (a second Ctrl-C quits at once). `--export <dir>` writes the trained component(s) as fp16
 // into a diffusers pipeline folder such as models/default.
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { fractionOption, intOption, positiveOption, positiveUnitOption } from './options.js';
-import { parseJsonLenient } from '../io/json.js';
 import { TRAIN_PREDICTIONS } from '../training/stages/common.js';
 import type {
   StageDefinition,
@@ -23,7 +21,7 @@ import { dsdnStage } from '../training/stages/dsdn.js';
 import { camApmStage } from '../training/stages/cam_apm.js';
 import { i2vStage } from '../training/stages/i2v.js';
 import { KinemaError } from '../errors.js';
-import { readUnetRecipe } from '../training/stages/unet_recipe.js';
+import { readConfigJson, readUnetRecipe } from '../training/stages/unet_recipe.js';
 import type { UnetRecipe, UnetRecipeSettings } from '../training/stages/unet_recipe.js';
 
 /** The stages `kinema train` knows, in the order they must run (each one's outputs feed the next). */
@@ -144,18 +142,7 @@ export function readConfigOverrides(stage: StageDefinition, file: string): Recor
       'TRAIN_BAD_OPTION',
       `--config applies to the vae and unet stages, not '${stage.name}'`,
     );
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new KinemaError('TRAIN_BAD_OPTION', `--config: cannot read ${file}: ${(e as Error).message}`);
-  }
-  let value: unknown;
-  try {
-    value = parseJsonLenient(text, file); // the parser of the scheduler configs: NaN/Infinity, line:column
-  } catch (e) {
-    throw new KinemaError('TRAIN_BAD_OPTION', `--config: ${file} is not valid JSON: ${(e as Error).message}`);
-  }
+  const value = readConfigJson(file, 'TRAIN_BAD_OPTION');
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw new KinemaError('TRAIN_BAD_OPTION', `--config: ${file} must hold a JSON object of config keys`);
   return value as Record<string, unknown>;

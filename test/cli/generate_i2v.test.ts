@@ -138,90 +138,107 @@ test('--image: checks before any work, then an image-to-video run', async () => 
   }
 });
 
+// The shipped-model tests: a held-out world scene's first frame as the input image, the CLI as users run it.
+async function worldImage(
+  root: string,
+  index: number,
+): Promise<{ caption: string; first: Uint8Array; png: string }> {
+  const s = worldSample(7, index, { width: 64, height: 64, frames: 16, split: 'heldout' });
+  const png = join(root, `first${index}.png`);
+  await sharp(Buffer.from(s.frames[0]!), { raw: { width: 64, height: 64, channels: 3 } })
+    .png()
+    .toFile(png);
+  return { caption: s.caption, first: s.frames[0]!, png };
+}
+
+async function generateFrames(
+  out: string,
+  args: string[],
+): Promise<{ stderr: string; frames: Uint8Array[] }> {
+  const r = spawnSync(process.execPath, [KINEMA, 'generate', ...args, '-o', out], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return { stderr: r.stderr, frames: (await readAllFrames(out)).frames };
+}
+
+/** Mean absolute difference over all bytes of two equally long frame lists. */
+function mad(a: readonly Uint8Array[], b: readonly Uint8Array[]): number {
+  let [sum, n] = [0, 0];
+  for (let f = 0; f < a.length; f++)
+    for (let i = 0; i < a[f]!.length; i++) [sum, n] = [sum + Math.abs(a[f]![i]! - b[f]![i]!), n + 1];
+  return sum / n;
+}
+
+const SHIPPED_I2V = existsSync('models/default/image_adapter/config.json');
+
 test('kinema generate --image on the shipped default model: the first frame within 25 levels of the input', async (t) => {
-  if (!existsSync('models/default/image_adapter/config.json'))
-    return t.skip('models/default has no image_adapter/');
+  if (!SHIPPED_I2V) return t.skip('models/default has no image_adapter/');
   const root = mkdtempSync(join(tmpdir(), 'kinema-gen-i2v-default-'));
   try {
-    const s = worldSample(7, 3, { width: 64, height: 64, frames: 16, split: 'heldout' });
-    const png = join(root, 'first.png');
-    await sharp(Buffer.from(s.frames[0]!), { raw: { width: 64, height: 64, channels: 3 } })
-      .png()
-      .toFile(png);
-    const out = join(root, 'v.mp4');
-    const r = spawnSync(
-      process.execPath,
-      [KINEMA, 'generate', s.caption, '--image', png, '--frames', '8', '--steps', '10', '-o', out],
-      { encoding: 'utf8', timeout: 300_000 },
-    );
-    assert.equal(r.status, 0, r.stderr);
-    const { frames } = await readAllFrames(out);
+    const w = await worldImage(root, 3);
+    const { frames } = await generateFrames(join(root, 'v.mp4'), [
+      w.caption,
+      '--image',
+      w.png,
+      '--frames',
+      '8',
+      '--steps',
+      '10',
+    ]);
     assert.equal(frames.length, 8);
-    let sum = 0;
-    for (let i = 0; i < frames[0]!.length; i++) sum += Math.abs(frames[0]![i]! - s.frames[0]![i]!);
-    const mad = sum / frames[0]!.length;
-    assert.ok(mad <= 25, `frame 0 is ${mad.toFixed(1)} levels from the input (mean absolute difference)`);
+    const d = mad([frames[0]!], [w.first]);
+    assert.ok(d <= 25, `frame 0 is ${d.toFixed(1)} levels from the input (mean absolute difference)`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
 });
 
 test('kinema generate --image --frames 24 on the shipped model: StreamingT2V continues the image window', async (t) => {
-  if (!existsSync('models/default/image_adapter/config.json') || !existsSync('models/default/streaming'))
+  if (!SHIPPED_I2V || !existsSync('models/default/streaming'))
     return t.skip('models/default has no image_adapter/ or streaming/');
   const root = mkdtempSync(join(tmpdir(), 'kinema-gen-i2v-long-'));
   try {
-    const s = worldSample(7, 5, { width: 64, height: 64, frames: 16, split: 'heldout' });
-    const png = join(root, 'first.png');
-    await sharp(Buffer.from(s.frames[0]!), { raw: { width: 64, height: 64, channels: 3 } })
-      .png()
-      .toFile(png);
-    const out = join(root, 'v.mp4');
-    const r = spawnSync(
-      process.execPath,
-      [KINEMA, 'generate', s.caption, '--image', png, '--frames', '24', '--steps', '6', '-o', out],
-      { encoding: 'utf8', timeout: 300_000 },
-    );
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /--long streaming/);
-    const { frames } = await readAllFrames(out);
+    const w = await worldImage(root, 5);
+    const { stderr, frames } = await generateFrames(join(root, 'v.mp4'), [
+      w.caption,
+      '--image',
+      w.png,
+      '--frames',
+      '24',
+      '--steps',
+      '6',
+    ]);
+    assert.match(stderr, /--long streaming/);
     assert.equal(frames.length, 24);
-    let sum = 0;
-    for (let i = 0; i < frames[0]!.length; i++) sum += Math.abs(frames[0]![i]! - s.frames[0]![i]!);
-    const mad = sum / frames[0]!.length;
-    assert.ok(mad <= 25, `frame 0 is ${mad.toFixed(1)} levels from the input (mean absolute difference)`);
+    const d = mad([frames[0]!], [w.first]);
+    assert.ok(d <= 25, `frame 0 is ${d.toFixed(1)} levels from the input (mean absolute difference)`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
 });
 
 test('kinema generate --image --lora on the shipped model: the LoRA acts on the image-to-video UNet (scale 0 = none)', async (t) => {
-  if (!existsSync('models/default/image_adapter/config.json') || !existsSync('models/default/lora'))
+  if (!SHIPPED_I2V || !existsSync('models/default/lora'))
     return t.skip('models/default has no image_adapter/ or lora/');
   const root = mkdtempSync(join(tmpdir(), 'kinema-gen-i2v-lora-'));
   try {
-    const s = worldSample(7, 3, { width: 64, height: 64, frames: 16, split: 'heldout' });
-    const png = join(root, 'first.png');
-    await sharp(Buffer.from(s.frames[0]!), { raw: { width: 64, height: 64, channels: 3 } })
-      .png()
-      .toFile(png);
+    const w = await worldImage(root, 3);
     const lora = 'models/default/lora/striped.safetensors';
-    const video = async (name: string, extra: string[]): Promise<Uint8Array[]> => {
-      const out = join(root, name);
-      const r = spawnSync(
-        process.execPath,
-        [KINEMA, 'generate', s.caption, '--image', png, '--frames', '8', '--steps', '4', '-o', out, ...extra],
-        { encoding: 'utf8', timeout: 300_000 },
-      );
-      assert.equal(r.status, 0, r.stderr);
-      return (await readAllFrames(out)).frames;
-    };
-    const mad = (a: Uint8Array[], b: Uint8Array[]): number => {
-      let [sum, n] = [0, 0];
-      for (let f = 0; f < a.length; f++)
-        for (let i = 0; i < a[f]!.length; i++) [sum, n] = [sum + Math.abs(a[f]![i]! - b[f]![i]!), n + 1];
-      return sum / n;
-    };
+    const video = async (name: string, extra: string[]) =>
+      (
+        await generateFrames(join(root, name), [
+          w.caption,
+          '--image',
+          w.png,
+          '--frames',
+          '8',
+          '--steps',
+          '4',
+          ...extra,
+        ])
+      ).frames;
     const none = await video('none.mp4', []);
     assert.equal(
       mad(none, await video('zero.mp4', ['--lora', `${lora}:0`])),

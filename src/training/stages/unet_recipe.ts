@@ -182,19 +182,26 @@ export function parseUnetRecipe(value: unknown, file: string): UnetRecipe {
   };
 }
 
-/** Reads and validates a recipe file. */
-export function readUnetRecipe(file: string): UnetRecipe {
+/**
+ * The parsed JSON of a `--config` file (recipes and the vae stage's model keys): an unreadable file is
+ * TRAIN_BAD_OPTION, invalid JSON `invalidCode`, both naming the file. The lenient parser is the scheduler
+ * configs' (NaN/Infinity allowed, errors at line:column).
+ */
+export function readConfigJson(file: string, invalidCode: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new KinemaError('TRAIN_BAD_OPTION', `--config: cannot read ${file}: ${(e as Error).message}`);
   }
-  let value: unknown;
   try {
-    value = parseJsonLenient(text, file);
+    return parseJsonLenient(text, file);
   } catch (e) {
-    throw bad(file, `not valid JSON: ${(e as Error).message}`);
+    throw new KinemaError(invalidCode, `--config: ${file} is not valid JSON: ${(e as Error).message}`);
   }
-  return parseUnetRecipe(value, file);
+}
+
+/** Reads and validates a recipe file. */
+export function readUnetRecipe(file: string): UnetRecipe {
+  return parseUnetRecipe(readConfigJson(file, 'TRAIN_BAD_CONFIG'), file);
 }

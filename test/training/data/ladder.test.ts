@@ -67,3 +67,15 @@ test('ladder L1–L3: held-out (colour, direction) pairs never appear in trainin
   }
   assert.throws(() => ladderSource(5, O), /ladder rung must be an integer 0–4, got 5/);
 });
+
+test('ladder fixedTrack: rung 0 is exactly 4 clips, one per direction (the 4-direction gate)', () => {
+  const src = ladderSource(0, { ...O, fixedTrack: true });
+  const byCaption = new Map<string, Uint8Array[]>();
+  for (let i = 0; i < 16; i++) {
+    const { caption, frames } = src(i, Q);
+    const seen = byCaption.get(caption);
+    if (seen) assert.deepEqual(frames, seen, `${caption}: always the same clip`);
+    else byCaption.set(caption, frames);
+  }
+  assert.equal(byCaption.size, 4);
+});
